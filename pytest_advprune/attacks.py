@@ -1,0 +1,150 @@
+"""Attack adapters over torchattacks, and crafting in pixel space with the threat model enforced.
+
+Defaults suit images in [0, 1] (the digits are 8x8, so an L-inf epsilon of 0.1 is a visible but
+label-preserving change, and an L2 epsilon of 1.0 spreads a similar budget over 64 pixels).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from pytest_advprune.evaluation import normalize
+from pytest_advprune.registry import AttackCallable, AttackEntry, Normalization, ParamValue, register_attack
+
+
+@register_attack("fgsm", primary="eps", norm="Linf", builtin=True, eps=0.1)
+def fgsm(model: nn.Module, eps: float) -> AttackCallable:
+    """Fast Gradient Sign Method (Goodfellow et al., 2015): one signed-gradient step of size eps."""
+    import torchattacks
+
+    return torchattacks.FGSM(model, eps=eps)  # type: ignore[no-any-return]
+
+
+@register_attack("pgd_linf", primary="eps", norm="Linf", builtin=True, eps=0.1, alpha=0.02, steps=10, random_start=True)
+def pgd_linf(model: nn.Module, eps: float, alpha: float, steps: int, random_start: bool) -> AttackCallable:
+    """Projected Gradient Descent in the L-inf ball (Madry et al., 2018)."""
+    import torchattacks
+
+    return torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start)  # type: ignore[no-any-return]
+
+
+@register_attack("pgd_l2", primary="eps", norm="L2", builtin=True, eps=1.0, alpha=0.2, steps=10, random_start=True)
+def pgd_l2(model: nn.Module, eps: float, alpha: float, steps: int, random_start: bool) -> AttackCallable:
+    """Projected Gradient Descent in the L2 ball."""
+    import torchattacks
+
+    return torchattacks.PGDL2(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start)  # type: ignore[no-any-return]
+
+
+@register_attack("mifgsm", primary="eps", norm="Linf", builtin=True, eps=0.1, alpha=0.02, steps=10, decay=1.0)
+def mifgsm(model: nn.Module, eps: float, alpha: float, steps: int, decay: float) -> AttackCallable:
+    """Momentum Iterative FGSM (Dong et al., 2018), designed for examples that transfer between models."""
+    import torchattacks
+
+    return torchattacks.MIFGSM(model, eps=eps, alpha=alpha, steps=steps, decay=decay)  # type: ignore[no-any-return]
+
+
+@register_attack("cw_l2", primary="c", builtin=True, c=1.0, kappa=0.0, steps=50, lr=0.05)
+def cw_l2(model: nn.Module, c: float, kappa: float, steps: int, lr: float) -> AttackCallable:
+    """Carlini-Wagner L2 (2017): minimal-perturbation attack, unbounded, trading distance against c."""
+    import torchattacks
+
+    return torchattacks.CW(model, c=c, kappa=kappa, steps=steps, lr=lr)  # type: ignore[no-any-return]
+
+
+@register_attack("deepfool", primary="overshoot", builtin=True, overshoot=0.02, steps=50)
+def deepfool(model: nn.Module, overshoot: float, steps: int) -> AttackCallable:
+    """DeepFool (Moosavi-Dezfooli et al., 2016): minimal L2 step to the nearest linearized boundary."""
+    import torchattacks
+
+    return torchattacks.DeepFool(model, steps=steps, overshoot=overshoot)  # type: ignore[no-any-return]
+
+
+@register_attack("square", primary="eps", norm="Linf", builtin=True, eps=0.1, n_queries=300, p_init=0.8)
+def square(model: nn.Module, eps: float, n_queries: int, p_init: float, seed: int = 0) -> AttackCallable:
+    """Square Attack (Andriushchenko et al., 2020): score-based and gradient-free, L-inf."""
+    import torchattacks
+
+    return torchattacks.Square(model, norm="Linf", eps=eps, n_queries=n_queries, p_init=p_init, seed=seed)  # type: ignore[no-any-return]
+
+
+@register_attack("autoattack", primary="eps", norm="Linf", slow=True, builtin=True, eps=0.1, n_classes=10)
+def autoattack(model: nn.Module, eps: float, n_classes: int, seed: int = 0) -> AttackCallable:
+    """AutoAttack, standard version (Croce & Hein, 2020): APGD-CE, APGD-T, FAB-T and Square. Slow."""
+    import torchattacks
+
+    return torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=n_classes, seed=seed)  # type: ignore[no-any-return]
+
+
+def build_attack(
+    entry: AttackEntry,
+    params: dict[str, ParamValue],
+    model: nn.Module,
+    normalization: Normalization | None,
+    seed: int,
+) -> AttackCallable:
+    """Instantiate ``entry`` against ``model``. A factory that takes ``seed`` gets the cell's seed."""
+    import inspect
+
+    kwargs: dict[str, Any] = dict(params)
+    if "seed" in inspect.signature(entry.factory).parameters:
+        kwargs["seed"] = seed
+    attack = entry.factory(model, **kwargs)
+    if normalization is not None:
+        set_normalization_used = getattr(attack, "set_normalization_used", None)
+        if set_normalization_used is None:
+            raise TypeError(
+                f"Attack {entry.name!r} returned {type(attack).__name__}, which has no set_normalization_used(); "
+                "models registered with normalization=... need torchattacks-style attacks."
+            )
+        set_normalization_used(mean=list(normalization[0]), std=list(normalization[1]))
+    return attack
+
+
+def project(adversarial: torch.Tensor, images: torch.Tensor, norm: str | None, eps: float | None) -> torch.Tensor:
+    """Clamp into [0, 1] and, for a bounded attack, into the eps ball around ``images``.
+
+    The attacks already do this; projecting again removes the float error of the
+    normalize / inverse-normalize round trip so the threat model holds exactly.
+    """
+    adversarial = adversarial.clamp(0.0, 1.0)
+    if norm is None or eps is None:
+        return adversarial
+    delta = adversarial - images
+    if norm == "Linf":
+        delta = delta.clamp(-eps, eps)
+    else:
+        norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (delta.dim() - 1)))
+        delta = delta * torch.clamp(eps / norms, max=1.0)
+    return (images + delta).clamp(0.0, 1.0)
+
+
+def craft(
+    attack: AttackCallable,
+    entry: AttackEntry,
+    params: dict[str, ParamValue],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    normalization: Normalization | None,
+    seed: int,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Adversarial versions of ``images`` (pixel space, [0, 1]), crafted batch by batch.
+
+    With a normalized model, torchattacks expects normalized inputs and returns normalized outputs
+    (``set_normalization_used``); epsilons still apply in pixel space.
+    """
+    torch.manual_seed(seed)  # random starts (PGD) draw from the global generator
+    eps = params.get("eps")
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        x, y = images[start : start + batch_size], labels[start : start + batch_size]
+        adv = attack(normalize(x, normalization), y)
+        if normalization is not None:
+            mean, std = (torch.tensor(v, dtype=adv.dtype, device=adv.device).view(1, -1, 1, 1) for v in normalization)
+            adv = adv * std + mean
+        outputs.append(project(adv.detach(), x, entry.norm, float(eps) if isinstance(eps, (int, float)) else None))
+    return torch.cat(outputs) if outputs else images.clone()

@@ -1,0 +1,169 @@
+"""Baseline files: one JSON file per cell, ``<dir>/<model>/<pruning id>/<attack id>.json``.
+
+Files are written only on request, atomically (temp file + ``os.replace``), with sorted keys, 2-space
+indent, a final newline and rounded floats, so an unchanged cell rewrites the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_advprune.cell import CellResult
+from pytest_advprune.metrics import OUTCOME_NAMES
+from pytest_advprune.specs import CellSpec
+
+SCHEMA_VERSION = 1
+REQUIRED_KEYS = ("schema_version", "cell", "provenance", "metrics", "outcomes")
+# Provenance fields that define *what* was measured: when one differs, the baseline is stale rather
+# than the model regressed. Device and versions only move numbers slightly, within tolerance.
+IDENTITY_FIELDS = ("dataset", "model", "pruning", "attack", "samples", "seed")
+
+
+class BaselineFileError(ValueError):
+    """A baseline file that cannot be used: unreadable, invalid JSON, wrong schema."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(
+            f"Baseline file {str(path)!r} is unusable: {problem}. Restore it (git checkout -- <file>) or "
+            "re-create it with --update-baselines."
+        )
+        self.path = path
+
+
+def pack_bits(values: list[bool]) -> str:
+    """Bools as base64 of their bits, most significant bit first (numpy.packbits order)."""
+    packed = bytearray((len(values) + 7) // 8)
+    for i, value in enumerate(values):
+        if value:
+            packed[i // 8] |= 0x80 >> (i % 8)
+    return base64.b64encode(bytes(packed)).decode("ascii")
+
+
+def unpack_bits(text: str, count: int) -> list[bool]:
+    packed = base64.b64decode(text.encode("ascii"), validate=True)
+    if len(packed) != (count + 7) // 8:
+        raise ValueError(f"{len(packed)} bytes cannot hold exactly {count} outcomes")
+    return [bool(packed[i // 8] & (0x80 >> (i % 8))) for i in range(count)]
+
+
+def to_json_value(value: Any) -> Any:
+    """Plain JSON types: numpy/torch scalars become Python numbers, floats are rounded."""
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(v) for v in value]
+    raise TypeError(f"Cannot store {type(value).__name__} value {value!r} in a baseline.")
+
+
+def payload(result: CellResult) -> dict[str, Any]:
+    samples = len(result.outcomes["base_clean"])
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "cell": {"model": result.cell.model, "pruning": result.cell.pruning.id, "attack": result.cell.attack.id},
+        "provenance": to_json_value(result.provenance),
+        "metrics": to_json_value(result.metrics),
+        "outcomes": {"samples": samples, **{name: pack_bits(result.outcomes[name]) for name in OUTCOME_NAMES}},
+    }
+
+
+def dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    path: Path
+    provenance: dict[str, Any]
+    metrics: dict[str, Any]
+    outcomes: dict[str, list[bool]]
+
+
+class BaselineStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_for(self, cell: CellSpec) -> Path:
+        return self.root / cell.model / cell.pruning.id / f"{cell.attack.id}.json"
+
+    def load(self, cell: CellSpec) -> Baseline | None:
+        """The cell's baseline, ``None`` when there is no file, ``BaselineFileError`` when it is unusable."""
+        path = self.path_for(cell)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise BaselineFileError(path, f"cannot be read ({error.strerror})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise BaselineFileError(
+                path, f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+            ) from None
+        return parse_baseline(path, data)
+
+    def write(self, cell: CellSpec, data: dict[str, Any]) -> str:
+        """Write atomically; returns 'created', 'updated' or 'unchanged' (identical bytes are not rewritten)."""
+        path = self.path_for(cell)
+        text = dumps(data)
+        try:
+            old = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            old = None
+        if old == text:
+            return "unchanged"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        return "created" if old is None else "updated"
+
+
+def parse_baseline(path: Path, data: Any) -> Baseline:
+    if not isinstance(data, dict):
+        raise BaselineFileError(path, f"the top level is a {type(data).__name__}, not an object")
+    missing = [key for key in REQUIRED_KEYS if key not in data]
+    if missing:
+        raise BaselineFileError(path, f"missing keys {missing}")
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise BaselineFileError(
+            path, f"schema_version {data['schema_version']!r} is not supported (this plugin reads {SCHEMA_VERSION})"
+        )
+    for key in ("provenance", "metrics", "outcomes"):
+        if not isinstance(data[key], dict):
+            raise BaselineFileError(path, f"{key!r} is a {type(data[key]).__name__}, not an object")
+    for name, value in data["metrics"].items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise BaselineFileError(path, f"metric {name!r} is {value!r}, not a number")
+    outcomes_data = data["outcomes"]
+    samples = outcomes_data.get("samples")
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
+        raise BaselineFileError(path, f"outcomes.samples is {samples!r}, not a count")
+    outcomes: dict[str, list[bool]] = {}
+    for name in OUTCOME_NAMES:
+        if not isinstance(outcomes_data.get(name), str):
+            raise BaselineFileError(path, f"outcomes.{name} is missing or not a string")
+        try:
+            outcomes[name] = unpack_bits(outcomes_data[name], samples)
+        except ValueError as error:
+            raise BaselineFileError(path, f"outcomes.{name} is not valid packed bits ({error})") from None
+    return Baseline(path, data["provenance"], data["metrics"], outcomes)

@@ -1,0 +1,64 @@
+"""Evaluating one cell: clean, white-box and transfer outcomes of base and pruned model -> ``CellResult``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pytest_advprune.attacks import build_attack, craft
+from pytest_advprune.evaluation import correct_predictions
+from pytest_advprune.metrics import OUTCOME_NAMES, MetricValue, SizeFigures, compute_metrics
+from pytest_advprune.specs import CellSpec, derive_seed
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from pytest_advprune.registry import Normalization
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """What one cell measured: metrics (see ``metrics.py``), per-sample outcomes (one bool per evaluation
+    sample, in evaluation order) and the provenance that makes the numbers comparable."""
+
+    cell: CellSpec
+    metrics: dict[str, MetricValue]
+    outcomes: dict[str, list[bool]]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def evaluate_cell(
+    cell: CellSpec,
+    *,
+    base: nn.Module,
+    pruned: nn.Module,
+    base_size: SizeFigures,
+    pruned_size: SizeFigures,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    base_adversarials: torch.Tensor,
+    normalization: Normalization | None,
+    seed: int,
+    batch_size: int,
+    provenance: dict[str, Any],
+) -> CellResult:
+    """Measure one cell. ``base_adversarials`` were crafted on ``base`` (shared by every pruning of that
+    base); the white-box examples of the pruned model are crafted here, on ``pruned``."""
+    entry, params = cell.attack.entry, cell.attack.kwargs
+    pruned_seed = derive_seed(seed, "whitebox", cell.id)
+    pruned_attack = build_attack(entry, params, pruned, normalization, pruned_seed)
+    pruned_adversarials = craft(pruned_attack, entry, params, images, labels, normalization, pruned_seed, batch_size)
+
+    def correct(model: nn.Module, inputs: torch.Tensor) -> list[bool]:
+        return [bool(v) for v in correct_predictions(model, inputs, labels, normalization, batch_size).tolist()]
+
+    outcomes = {
+        "base_clean": correct(base, images),
+        "pruned_clean": correct(pruned, images),
+        "base_adversarial": correct(base, base_adversarials),
+        "pruned_adversarial": correct(pruned, pruned_adversarials),
+        "transfer_adversarial": correct(pruned, base_adversarials),
+    }
+    assert tuple(outcomes) == OUTCOME_NAMES
+    return CellResult(cell, compute_metrics(outcomes, base_size, pruned_size), outcomes, provenance)

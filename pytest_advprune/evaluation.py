@@ -1,0 +1,42 @@
+"""Forward passes in pixel space: images in [0, 1] go in, whatever the model expects is fed to it."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pytest_advprune.registry import Normalization
+
+
+def normalize(images: torch.Tensor, normalization: Normalization | None) -> torch.Tensor:
+    if normalization is None:
+        return images
+    mean, std = (torch.tensor(v, dtype=images.dtype, device=images.device).view(1, -1, 1, 1) for v in normalization)
+    return (images - mean) / std
+
+
+def forward_in_pixel_space(model: nn.Module, images: torch.Tensor, normalization: Normalization | None) -> torch.Tensor:
+    logits: torch.Tensor = model(normalize(images, normalization))
+    return logits
+
+
+@torch.no_grad()
+def correct_predictions(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    normalization: Normalization | None,
+    batch_size: int = 512,
+) -> torch.Tensor:
+    """Boolean vector: sample ``i`` is classified correctly by ``model`` (in eval mode)."""
+    was_training = model.training
+    model.eval()
+    try:
+        hits = [
+            forward_in_pixel_space(model, images[i : i + batch_size], normalization).argmax(dim=1)
+            == labels[i : i + batch_size]
+            for i in range(0, len(images), batch_size)
+        ]
+    finally:
+        model.train(was_training)
+    return torch.cat(hits).cpu() if hits else torch.zeros(0, dtype=torch.bool)

@@ -1,0 +1,99 @@
+"""The numbers a cell reports, computed from per-sample outcomes and model sizes.
+
+Every accuracy and rate is a percentage of evaluation samples (0-100), so tolerances read as
+"accuracy points". Definitions (n = number of evaluation samples):
+
+- ``base_clean_accuracy`` / ``pruned_clean_accuracy``: % of clean samples classified correctly.
+- ``clean_accuracy_drop``: base minus pruned clean accuracy, in points (positive = pruned is worse).
+- ``base_robust_accuracy``: % of samples the base model classifies correctly after the attack was run
+  against the base model itself (white-box).
+- ``pruned_robust_accuracy``: the same for the pruned model, attacked directly (white-box).
+- ``transfer_robust_accuracy``: % of samples the pruned model classifies correctly on the adversarial
+  examples crafted on the *base* model (the study's central measure).
+- ``*_attack_success_rate``: among the samples the evaluated model gets right when clean, % that the
+  attack turns into errors (``None`` when the model gets no clean sample right).
+- ``sparsity``: % of the base model's parameters that are zero or absent in the pruned model.
+- ``compression_ratio``: base parameters / pruned nonzero parameters.
+- ``*_parameters``, ``*_nonzero_parameters``, ``*_macs``: counts (MACs of one forward pass on one input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+MetricValue = float | int | None
+
+# Metrics measured in percentage points, compared against baselines with a tolerance. Every other
+# metric is a count (or a ratio of counts) and must match exactly.
+POINT_METRICS = (
+    "base_clean_accuracy",
+    "pruned_clean_accuracy",
+    "clean_accuracy_drop",
+    "base_robust_accuracy",
+    "pruned_robust_accuracy",
+    "transfer_robust_accuracy",
+    "base_attack_success_rate",
+    "pruned_attack_success_rate",
+    "transfer_attack_success_rate",
+    "sparsity",
+)
+OUTCOME_NAMES = ("base_clean", "pruned_clean", "base_adversarial", "pruned_adversarial", "transfer_adversarial")
+DIGITS = 4  # stored precision; far below one sample's weight (100/n points) for any realistic n
+
+
+@dataclass(frozen=True)
+class SizeFigures:
+    parameters: int
+    nonzero_parameters: int
+    macs: int
+
+
+def percent(hits: int, total: int) -> float | None:
+    return None if total == 0 else round(100.0 * hits / total, DIGITS)
+
+
+def success_rate(clean: Sequence[bool], attacked: Sequence[bool]) -> float | None:
+    """% of clean-correct samples that are wrong under attack."""
+    eligible = [a for c, a in zip(clean, attacked, strict=True) if c]
+    return percent(sum(1 for a in eligible if not a), len(eligible))
+
+
+def compute_metrics(
+    outcomes: Mapping[str, Sequence[bool]], base: SizeFigures, pruned: SizeFigures
+) -> dict[str, MetricValue]:
+    """All metrics of a cell. ``outcomes`` maps each of ``OUTCOME_NAMES`` to per-sample correctness."""
+    missing = [name for name in OUTCOME_NAMES if name not in outcomes]
+    if missing:
+        raise ValueError(f"Outcomes lack {missing}; expected {list(OUTCOME_NAMES)}.")
+    n = len(outcomes["base_clean"])
+    if any(len(outcomes[name]) != n for name in OUTCOME_NAMES):
+        raise ValueError("Outcome vectors differ in length: every outcome must cover the same samples.")
+
+    def accuracy(name: str) -> float | None:
+        return percent(sum(bool(v) for v in outcomes[name]), n)
+
+    base_clean, pruned_clean = accuracy("base_clean"), accuracy("pruned_clean")
+    drop = None if base_clean is None or pruned_clean is None else round(base_clean - pruned_clean, DIGITS)
+    return {
+        "samples": n,
+        "base_clean_accuracy": base_clean,
+        "pruned_clean_accuracy": pruned_clean,
+        "clean_accuracy_drop": drop,
+        "base_robust_accuracy": accuracy("base_adversarial"),
+        "pruned_robust_accuracy": accuracy("pruned_adversarial"),
+        "transfer_robust_accuracy": accuracy("transfer_adversarial"),
+        "base_attack_success_rate": success_rate(outcomes["base_clean"], outcomes["base_adversarial"]),
+        "pruned_attack_success_rate": success_rate(outcomes["pruned_clean"], outcomes["pruned_adversarial"]),
+        "transfer_attack_success_rate": success_rate(outcomes["pruned_clean"], outcomes["transfer_adversarial"]),
+        "base_parameters": base.parameters,
+        "pruned_parameters": pruned.parameters,
+        "base_nonzero_parameters": base.nonzero_parameters,
+        "pruned_nonzero_parameters": pruned.nonzero_parameters,
+        "sparsity": percent(base.parameters - pruned.nonzero_parameters, base.parameters),
+        "compression_ratio": (
+            None if pruned.nonzero_parameters == 0 else round(base.parameters / pruned.nonzero_parameters, DIGITS)
+        ),
+        "base_macs": base.macs,
+        "pruned_macs": pruned.macs,
+    }

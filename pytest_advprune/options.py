@@ -1,0 +1,233 @@
+"""Command-line and ini options, and their validation into one immutable ``Settings``.
+
+Precedence: command line, then ini (``pytest.ini``, ``pyproject.toml``, ``tox.ini``), then default.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+DEFAULT_TOLERANCE = 2.0  # accuracy points; about 9 of 450 digits samples
+DEFAULT_MAX_CLEAN_DROP = 3.0
+DEVICE_CHOICES = "cpu, cuda, cuda:N, mps or auto"
+
+
+@dataclass(frozen=True)
+class Settings:
+    device: str
+    update_baselines: bool
+    baselines_dir: Path
+    model_patterns: tuple[str, ...]
+    pruning_patterns: tuple[str, ...]
+    attack_patterns: tuple[str, ...]
+    model_specs: tuple[str, ...] | None  # the matrix, from ini; None = the defaults (see matrix.py)
+    pruning_specs: tuple[str, ...] | None
+    attack_specs: tuple[str, ...] | None
+    samples: int | None
+    seed: int
+    tolerance: float
+    metric_tolerances: dict[str, float]
+    max_clean_drop: float
+    finetune_epochs: int
+    finetune_learning_rate: float
+    threads: int
+    batch_size: int
+    timing_batch_size: int
+    timing_rounds: int
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("advprune", "adversarial robustness of pruned models (pytest-advprune)")
+    group.addoption(
+        "--advprune-device",
+        default=None,
+        help="Device for models, data and attacks: cpu, cuda, cuda:N, mps or auto. Default: 'cpu'",
+    )
+    group.addoption(
+        "--update-baselines",
+        action="store_true",
+        default=False,
+        help="Write the measured metrics of the selected cells as their new baselines. Default: %(default)r",
+    )
+    group.addoption(
+        "--advprune-baselines-dir",
+        default=None,
+        help="Folder of baseline files, relative to the rootdir. Default: ini advprune_baselines_dir or 'baselines'",
+    )
+    for axis in ("models", "prunings", "attacks"):
+        group.addoption(
+            f"--advprune-{axis}",
+            default=None,
+            metavar="PATTERNS",
+            help=f"Run only the {axis} whose ids match these comma-separated fnmatch patterns. Default: all",
+        )
+    group.addoption(
+        "--advprune-samples",
+        default=None,
+        help="Number of evaluation samples per cell (a seeded subset). Default: ini advprune_samples or all",
+    )
+    group.addoption(
+        "--advprune-seed", default=None, help="Base seed of every cell's seed. Default: ini advprune_seed or 0"
+    )
+
+    parser.addini(
+        "advprune_baselines_dir", "Folder of the baseline files, relative to the rootdir", default="baselines"
+    )
+    parser.addini("advprune_models", "Model names of the matrix (one per line)", type="linelist")
+    parser.addini("advprune_prunings", "Pruning specs of the matrix, e.g. l1_unstructured:0.5", type="linelist")
+    parser.addini("advprune_attacks", "Attack specs of the matrix, e.g. pgd_linf:eps=0.1,steps=20", type="linelist")
+    parser.addini("advprune_samples", "Number of evaluation samples per cell (empty: all)", default="")
+    parser.addini("advprune_seed", "Base seed", default="0")
+    parser.addini(
+        "advprune_tolerance", "Allowed change of each point metric, in accuracy points", default=str(DEFAULT_TOLERANCE)
+    )
+    parser.addini(
+        "advprune_metric_tolerances", "Per-metric tolerances, e.g. transfer_robust_accuracy=3", type="linelist"
+    )
+    parser.addini(
+        "advprune_max_clean_drop",
+        "Largest clean-accuracy loss (points) a pruned model may have for its cell to pass",
+        default=str(DEFAULT_MAX_CLEAN_DROP),
+    )
+    parser.addini("advprune_finetune_epochs", "Fine-tuning epochs after pruning", default="5")
+    parser.addini("advprune_finetune_lr", "Fine-tuning learning rate (Adam)", default="0.001")
+    parser.addini(
+        "advprune_threads", "Torch CPU threads while computing cells (fixed for reproducibility)", default="1"
+    )
+    parser.addini("advprune_batch_size", "Batch size for attacks and evaluation", default="256")
+    parser.addini("advprune_timing_batch_size", "Batch size of the timed inference", default="256")
+    parser.addini("advprune_timing_rounds", "Timed rounds per latency benchmark", default="30")
+
+
+def parse_number(text: str, name: str, kind: type[int] | type[float], minimum: float, fix: str) -> int | float:
+    """``text`` as ``kind`` >= ``minimum``, or a UsageError naming the option, the value and the fix."""
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"{name}={text!r} is not a{'n integer' if kind is int else ' number'}. {fix}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise pytest.UsageError(f"{name}={text!r} must be >= {minimum}. {fix}")
+    return value
+
+
+def parse_patterns(text: str | None) -> tuple[str, ...]:
+    if text is None or not text.strip():
+        return ("*",)
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def parse_tolerances(lines: list[str], source: str) -> dict[str, float]:
+    from pytest_advprune.metrics import POINT_METRICS
+
+    tolerances: dict[str, float] = {}
+    for line in lines:
+        metric, eq, value = line.partition("=")
+        metric = metric.strip()
+        if not eq or metric not in POINT_METRICS:
+            raise pytest.UsageError(
+                f"{source}: {line!r} is not 'metric=points' with a metric from: {', '.join(POINT_METRICS)}."
+            )
+        tolerances[metric] = float(
+            parse_number(value.strip(), f"{source} {metric}", float, 0.0, "Use points, e.g. 2.5.")
+        )
+    return tolerances
+
+
+def resolve_device(text: str) -> str:
+    """Validate a device name against this machine; ``auto`` picks cuda, then mps, then cpu."""
+    text = text.strip().lower()
+    if text == "cpu":
+        return "cpu"
+    import torch
+
+    if text == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    available = ["cpu"]
+    if torch.cuda.is_available():
+        available += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        available.append("mps")
+    if text.startswith("cuda") or text == "mps":
+        if text in available:
+            return text
+        if text.startswith("cuda:") and not text[5:].isdigit():
+            raise pytest.UsageError(f"--advprune-device={text!r} is malformed: use cuda:N, e.g. cuda:0.")
+        raise pytest.UsageError(
+            f"--advprune-device={text!r} is not available on this machine "
+            f"(torch {torch.__version__}, torch.cuda.is_available()={torch.cuda.is_available()}). "
+            f"Available: {', '.join(available)}. Use --advprune-device=cpu, or auto to pick the best one."
+        )
+    raise pytest.UsageError(f"--advprune-device={text!r} is not a device. Use one of: {DEVICE_CHOICES}.")
+
+
+def read_settings(config: pytest.Config) -> Settings:
+    """Read and validate every option once, at configure time, so mistakes stop the run before collection."""
+
+    def option(name: str) -> str | None:
+        value = config.getoption(name)
+        return None if value is None else str(value)
+
+    def ini(name: str) -> str:
+        return str(config.getini(name)).strip()
+
+    def ini_list(name: str) -> tuple[str, ...] | None:
+        values = [str(v).strip() for v in config.getini(name) if str(v).strip()]
+        return tuple(values) or None
+
+    samples_text = option("advprune_samples") or ini("advprune_samples")
+    samples = None
+    if samples_text and samples_text.lower() != "all":
+        samples = int(parse_number(samples_text, "--advprune-samples", int, 1, "Use a positive integer, or 'all'."))
+    baselines = option("advprune_baselines_dir") or ini("advprune_baselines_dir") or "baselines"
+    return Settings(
+        device=resolve_device(option("advprune_device") or "cpu"),
+        update_baselines=bool(config.getoption("update_baselines")),
+        baselines_dir=(config.rootpath / baselines).resolve(),
+        model_patterns=parse_patterns(option("advprune_models")),
+        pruning_patterns=parse_patterns(option("advprune_prunings")),
+        attack_patterns=parse_patterns(option("advprune_attacks")),
+        model_specs=ini_list("advprune_models"),
+        pruning_specs=ini_list("advprune_prunings"),
+        attack_specs=ini_list("advprune_attacks"),
+        samples=samples,
+        seed=int(
+            parse_number(
+                option("advprune_seed") or ini("advprune_seed"), "--advprune-seed", int, 0, "Use an integer >= 0."
+            )
+        ),
+        tolerance=float(
+            parse_number(ini("advprune_tolerance"), "advprune_tolerance", float, 0.0, "Use points, e.g. 2.0.")
+        ),
+        metric_tolerances=parse_tolerances(
+            list(config.getini("advprune_metric_tolerances")), "advprune_metric_tolerances"
+        ),
+        max_clean_drop=float(
+            parse_number(ini("advprune_max_clean_drop"), "advprune_max_clean_drop", float, 0.0, "Use points, e.g. 3.0.")
+        ),
+        finetune_epochs=int(
+            parse_number(ini("advprune_finetune_epochs"), "advprune_finetune_epochs", int, 0, "Use an integer >= 0.")
+        ),
+        finetune_learning_rate=float(
+            parse_number(ini("advprune_finetune_lr"), "advprune_finetune_lr", float, 0.0, "Use e.g. 0.001.")
+        ),
+        threads=int(parse_number(ini("advprune_threads"), "advprune_threads", int, 1, "Use a positive integer.")),
+        batch_size=int(
+            parse_number(ini("advprune_batch_size"), "advprune_batch_size", int, 1, "Use a positive integer.")
+        ),
+        timing_batch_size=int(
+            parse_number(
+                ini("advprune_timing_batch_size"), "advprune_timing_batch_size", int, 1, "Use a positive integer."
+            )
+        ),
+        timing_rounds=int(
+            parse_number(ini("advprune_timing_rounds"), "advprune_timing_rounds", int, 1, "Use a positive integer.")
+        ),
+    )

@@ -1,0 +1,194 @@
+"""pytest hooks and fixtures of pytest-advprune. Thin: every decision lives in a module of its own.
+
+torch is imported only once a test needs it, so loading the plugin costs nothing to unrelated runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_advprune import options
+from pytest_advprune.registry import ATTACKS, DATASETS, MODELS, PRUNINGS
+from pytest_advprune.report import LATENCY_PROPERTY, VERDICT_PROPERTY, RunReport
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from pytest_advprune.cell import CellResult
+    from pytest_advprune.session import AdvPruneSession
+    from pytest_advprune.specs import CellSpec, VariantSpec
+
+SESSION_KEY = pytest.StashKey["AdvPruneSession"]()
+REPORTER_NAME = "advprune-report"
+SNAPSHOT_KEY = pytest.StashKey[list[set[str]]]()
+CELL_MARKER = "advprune_cell"
+TIMING_MARKER = "advprune_timing"
+SLOW_MARKER = "advprune_slow"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    options.add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from pytest_advprune.session import AdvPruneSession
+
+    config.addinivalue_line("markers", f"{CELL_MARKER}: a model x pruning x attack robustness cell (pytest-advprune)")
+    config.addinivalue_line("markers", f"{TIMING_MARKER}: an inference latency benchmark (pytest-advprune)")
+    config.addinivalue_line("markers", f"{SLOW_MARKER}: a cell whose attack is slow, such as AutoAttack")
+    config.stash[SNAPSHOT_KEY] = [DATASETS.snapshot(), MODELS.snapshot(), PRUNINGS.snapshot(), ATTACKS.snapshot()]
+    config.stash[SESSION_KEY] = AdvPruneSession(options.read_settings(config))
+    config.pluginmanager.register(RunReport(), REPORTER_NAME)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    snapshots = config.stash.get(SNAPSHOT_KEY, None)
+    if snapshots is not None:
+        DATASETS.restore(snapshots[0])
+        MODELS.restore(snapshots[1])
+        PRUNINGS.restore(snapshots[2])
+        ATTACKS.restore(snapshots[3])
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    wants_cell = "advprune_cell" in metafunc.fixturenames
+    wants_variant = "advprune_variant" in metafunc.fixturenames
+    if not (wants_cell or wants_variant):
+        return
+    from pytest_advprune.matrix import MatrixError
+
+    session = metafunc.config.stash[SESSION_KEY]
+    try:
+        matrix = session.matrix
+    except MatrixError as error:
+        problem = str(error)
+    else:
+        problem = None
+    if problem is not None:
+        pytest.fail(f"advprune: {problem}", pytrace=False)  # outside except: no chained traceback
+    if wants_cell:
+        cells = [
+            pytest.param(
+                cell,
+                id=cell.id,
+                marks=[getattr(pytest.mark, CELL_MARKER)]
+                + ([getattr(pytest.mark, SLOW_MARKER)] if cell.attack.entry.slow else []),
+            )
+            for cell in matrix.cells
+        ]
+        metafunc.parametrize("advprune_cell", cells)
+    if wants_variant:
+        variants = [pytest.param(v, id=v.id, marks=getattr(pytest.mark, TIMING_MARKER)) for v in matrix.variants]
+        metafunc.parametrize("advprune_variant", variants)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Apply the --advprune-models/prunings/attacks filters as deselection, so pytest reports them."""
+    from pytest_advprune.matrix import is_selected
+
+    settings = config.stash[SESSION_KEY].settings
+    selected: list[pytest.Item] = []
+    deselected: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        spec = None
+        if callspec is not None:
+            spec = callspec.params.get("advprune_cell") or callspec.params.get("advprune_variant")
+        (selected if spec is None or is_selected(spec, settings) else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+
+
+# --- fixtures -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def advprune_session(request: pytest.FixtureRequest) -> AdvPruneSession:
+    """The session state: settings, matrix and the caches of datasets, models and adversarial examples."""
+    return request.config.stash[SESSION_KEY]
+
+
+@pytest.fixture
+def advprune_cell() -> CellSpec:
+    """The (model, pruning, attack) of this test; parametrized by the plugin from the matrix."""
+    raise pytest.UsageError("advprune_cell is parametrized by pytest-advprune; the matrix is empty for this test.")
+
+
+@pytest.fixture
+def advprune_variant() -> VariantSpec:
+    """The (model, pruning or base) of this latency test; parametrized by the plugin from the matrix."""
+    raise pytest.UsageError("advprune_variant is parametrized by pytest-advprune; the matrix is empty for this test.")
+
+
+@pytest.fixture
+def base_model(advprune_session: AdvPruneSession, advprune_cell: CellSpec) -> nn.Module:
+    """The cell's trained base model (built once per session; do not modify it)."""
+    return advprune_session.base_model(advprune_cell.model).module
+
+
+@pytest.fixture
+def pruned_model(advprune_session: AdvPruneSession, advprune_cell: CellSpec) -> nn.Module:
+    """The cell's pruned (and fine-tuned) model, built once per (model, pruning) from a copy of the base."""
+    return advprune_session.pruned_model(advprune_cell.model, advprune_cell.pruning).module
+
+
+@pytest.fixture
+def base_adversarial_examples(advprune_session: AdvPruneSession, advprune_cell: CellSpec) -> torch.Tensor:
+    """Adversarial examples crafted on the base model, once per (model, attack), shared by all prunings."""
+    return advprune_session.base_adversarials(advprune_cell.model, advprune_cell.attack)
+
+
+@pytest.fixture
+def cell_result(advprune_session: AdvPruneSession, advprune_cell: CellSpec) -> CellResult:
+    """The cell's measured metrics, per-sample outcomes and provenance."""
+    return advprune_session.result(advprune_cell)
+
+
+@pytest.fixture
+def check_baseline(request: pytest.FixtureRequest, advprune_session: AdvPruneSession) -> Callable[[CellResult], None]:
+    """``check_baseline(result)`` compares with the stored baseline (or writes it with --update-baselines)
+    and fails the test with one line per field when anything is out of tolerance."""
+    from pytest_advprune.baselines import BaselineStore
+    from pytest_advprune.gate import judge
+
+    store = BaselineStore(advprune_session.settings.baselines_dir)
+
+    def check(result: CellResult) -> None:
+        __tracebackhide__ = True
+        verdict = judge(
+            result, store, advprune_session.settings, nodeid=request.node.nodeid, rootdir=request.config.rootpath
+        )
+        request.node.user_properties.append((VERDICT_PROPERTY, {"cell": result.cell.id, "status": verdict.status}))
+        if not verdict.ok:
+            raise AssertionError("\n".join(verdict.problems))
+
+    return check
+
+
+@pytest.fixture
+def inference_benchmark(
+    request: pytest.FixtureRequest, benchmark: Any, advprune_session: AdvPruneSession, advprune_variant: VariantSpec
+) -> Callable[[], None]:
+    """``inference_benchmark()`` times one inference batch of this variant with pytest-benchmark."""
+    from pytest_advprune.timing import time_inference
+
+    def run() -> None:
+        median = time_inference(benchmark, advprune_session, advprune_variant)
+        request.node.user_properties.append(
+            (
+                LATENCY_PROPERTY,
+                {
+                    "model": advprune_variant.model,
+                    "variant": advprune_variant.pruning.id if advprune_variant.pruning else "base",
+                    "median": median,
+                    "batch_size": advprune_session.settings.timing_batch_size,
+                },
+            )
+        )
+
+    return run

@@ -1,0 +1,239 @@
+"""One test session's state: settings, the matrix, and caches that make every expensive thing happen once.
+
+The base model is built once per session, each pruned model once per (model, pruning), the
+adversarial examples crafted on a base model once per (model, attack) and reused by every pruning of
+that base. Every random choice is seeded from the names involved and ``--advprune-seed``, so a cell
+gives the same numbers whatever order or process it runs in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pytest_advprune.options import Settings
+from pytest_advprune.specs import AttackSpec, CellSpec, PruningSpec, derive_seed
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from pytest_advprune.cell import CellResult
+    from pytest_advprune.data import Dataset
+    from pytest_advprune.matrix import Matrix
+    from pytest_advprune.metrics import SizeFigures
+    from pytest_advprune.registry import ModelEntry
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    images: torch.Tensor  # on the session's device
+    labels: torch.Tensor
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    entry: ModelEntry
+    module: nn.Module
+    weights_fingerprint: str
+    size: SizeFigures
+
+
+@dataclass(frozen=True)
+class PrunedModel:
+    spec: PruningSpec
+    module: nn.Module
+    size: SizeFigures
+    clean_accuracy_drop: float | None = None
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    import hashlib
+
+    from pytest_advprune.data import fingerprint_tensors
+
+    state = module.state_dict()
+    keys = sorted(state)
+    names = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+    return fingerprint_tensors(*(state[k] for k in keys)) + f"+keys:{names}"
+
+
+class AdvPruneSession:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._matrix: Matrix | None = None
+        self._datasets: dict[str, Dataset] = {}
+        self._eval_sets: dict[str, EvalSet] = {}
+        self._bases: dict[str, BaseModel] = {}
+        self._pruned: dict[tuple[str, str], PrunedModel] = {}
+        self._adversarials: dict[tuple[str, str], torch.Tensor] = {}
+        self._results: dict[str, CellResult] = {}
+
+    # -- matrix ------------------------------------------------------------------------------------
+
+    @property
+    def matrix(self) -> Matrix:
+        if self._matrix is None:
+            from pytest_advprune.builtins import load_builtins
+            from pytest_advprune.matrix import build_matrix
+
+            load_builtins()
+            self._matrix = build_matrix(self.settings)
+        return self._matrix
+
+    # -- cached building blocks --------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        import torch
+
+        return torch.device(self.settings.device)
+
+    def threads(self) -> Any:
+        from pytest_advprune.pruning import torch_threads
+
+        return torch_threads(self.settings.threads)
+
+    def dataset(self, name: str) -> Dataset:
+        if name not in self._datasets:
+            from pytest_advprune.registry import DATASETS
+
+            self._datasets[name] = DATASETS.get(name).factory()
+        return self._datasets[name]
+
+    def eval_set(self, dataset_name: str) -> EvalSet:
+        """The first ``samples`` images of a seeded permutation of the eval split (all, by default)."""
+        if dataset_name not in self._eval_sets:
+            import torch
+
+            from pytest_advprune.data import fingerprint_tensors
+
+            dataset = self.dataset(dataset_name)
+            images, labels = dataset.eval_images, dataset.eval_labels
+            wanted = self.settings.samples
+            if wanted is not None:
+                if wanted > len(images):
+                    raise ValueError(
+                        f"--advprune-samples={wanted} exceeds the {len(images)} evaluation images of dataset "
+                        f"{dataset_name!r}. Use at most {len(images)}, or omit it to use all."
+                    )
+                generator = torch.Generator().manual_seed(derive_seed(self.settings.seed, "subset", dataset_name))
+                chosen = torch.randperm(len(images), generator=generator)[:wanted].sort().values
+                images, labels = images[chosen], labels[chosen]
+            self._eval_sets[dataset_name] = EvalSet(
+                images.to(self.device), labels.to(self.device), fingerprint_tensors(images, labels)
+            )
+        return self._eval_sets[dataset_name]
+
+    def base_model(self, name: str) -> BaseModel:
+        if name not in self._bases:
+            from pytest_advprune.pruning import model_size
+            from pytest_advprune.registry import MODELS
+
+            entry = MODELS.get(name)
+            module = entry.factory().to(self.device).eval()
+            for parameter in module.parameters():
+                parameter.requires_grad_(True)
+            example = self.dataset(entry.dataset).eval_images[:1].to(self.device)
+            self._bases[name] = BaseModel(entry, module, weights_fingerprint(module), model_size(module, example))
+        return self._bases[name]
+
+    def pruned_model(self, model: str, pruning: PruningSpec) -> PrunedModel:
+        key = (model, pruning.id)
+        if key not in self._pruned:
+            from pytest_advprune.pruning import PruningContext, model_size, prune_model
+
+            base = self.base_model(model)
+            dataset = self.dataset(base.entry.dataset)
+            context = PruningContext(
+                dataset=dataset,
+                device=self.device,
+                seed=derive_seed(self.settings.seed, "prune", model, pruning.id),
+                normalization=base.entry.normalization,
+            )
+            with self.threads():
+                module = prune_model(base.module, pruning.entry, pruning.amount, context, self.fine_tune_settings)
+            self._pruned[key] = PrunedModel(pruning, module, model_size(module, context.example_inputs))
+        return self._pruned[key]
+
+    @property
+    def fine_tune_settings(self) -> Any:
+        from pytest_advprune.pruning import FineTuneSettings
+
+        return FineTuneSettings(
+            epochs=self.settings.finetune_epochs, learning_rate=self.settings.finetune_learning_rate
+        )
+
+    def base_adversarials(self, model: str, attack: AttackSpec) -> torch.Tensor:
+        key = (model, attack.id)
+        if key not in self._adversarials:
+            from pytest_advprune.attacks import build_attack, craft
+
+            base = self.base_model(model)
+            data = self.eval_set(base.entry.dataset)
+            seed = derive_seed(self.settings.seed, "base", model, attack.id)
+            with self.threads():
+                built = build_attack(attack.entry, attack.kwargs, base.module, base.entry.normalization, seed)
+                self._adversarials[key] = craft(
+                    built,
+                    attack.entry,
+                    attack.kwargs,
+                    data.images,
+                    data.labels,
+                    base.entry.normalization,
+                    seed,
+                    self.settings.batch_size,
+                )
+        return self._adversarials[key]
+
+    # -- cells -------------------------------------------------------------------------------------
+
+    def provenance(self, cell: CellSpec) -> dict[str, Any]:
+        import torch
+
+        from pytest_advprune import __version__
+
+        base = self.base_model(cell.model)
+        data = self.eval_set(base.entry.dataset)
+        fine_tune = self.fine_tune_settings
+        return {
+            "plugin_version": __version__,
+            "torch_version": torch.__version__.split("+")[0],
+            "device": self.device.type,
+            "seed": self.settings.seed,
+            "samples": len(data.labels),
+            "dataset": {"name": base.entry.dataset, "fingerprint": data.fingerprint},
+            "model": {"name": cell.model, "weights_fingerprint": base.weights_fingerprint},
+            "pruning": {
+                **cell.pruning.params(),
+                "fine_tune_epochs": fine_tune.epochs if cell.pruning.entry.fine_tune else 0,
+                "fine_tune_learning_rate": fine_tune.learning_rate,
+            },
+            "attack": {"name": cell.attack.name, **cell.attack.kwargs},
+        }
+
+    def result(self, cell: CellSpec) -> CellResult:
+        if cell.id not in self._results:
+            from pytest_advprune.cell import evaluate_cell
+
+            base = self.base_model(cell.model)
+            pruned = self.pruned_model(cell.model, cell.pruning)
+            data = self.eval_set(base.entry.dataset)
+            adversarials = self.base_adversarials(cell.model, cell.attack)
+            with self.threads():
+                self._results[cell.id] = evaluate_cell(
+                    cell,
+                    base=base.module,
+                    pruned=pruned.module,
+                    base_size=base.size,
+                    pruned_size=pruned.size,
+                    images=data.images,
+                    labels=data.labels,
+                    base_adversarials=adversarials,
+                    normalization=base.entry.normalization,
+                    seed=self.settings.seed,
+                    batch_size=self.settings.batch_size,
+                    provenance=self.provenance(cell),
+                )
+        return self._results[cell.id]
