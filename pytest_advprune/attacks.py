@@ -1,7 +1,7 @@
 """Attack adapters over torchattacks, and crafting in pixel space with the threat model enforced.
 
 Defaults suit images in [0, 1] (the digits are 8x8, so an L-inf epsilon of 0.1 is a visible but
-label-preserving change, and an L2 epsilon of 1.0 spreads a similar budget over 64 pixels).
+label-preserving change, and an L2 epsilon of 0.5 is the same budget as changing 25 pixels by 0.1).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def pgd_linf(model: nn.Module, eps: float, alpha: float, steps: int, random_star
     return torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start)  # type: ignore[no-any-return]
 
 
-@register_attack("pgd_l2", primary="eps", norm="L2", builtin=True, eps=1.0, alpha=0.2, steps=10, random_start=True)
+@register_attack("pgd_l2", primary="eps", norm="L2", builtin=True, eps=0.5, alpha=0.1, steps=10, random_start=True)
 def pgd_l2(model: nn.Module, eps: float, alpha: float, steps: int, random_start: bool) -> AttackCallable:
     """Projected Gradient Descent in the L2 ball."""
     import torchattacks

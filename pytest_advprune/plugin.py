@@ -34,13 +34,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     options.add_options(parser)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    # Before any conftest.py registers anything: unconfigure forgets what this run registered.
+    early_config.stash[SNAPSHOT_KEY] = [DATASETS.snapshot(), MODELS.snapshot(), PRUNINGS.snapshot(), ATTACKS.snapshot()]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     from pytest_advprune.session import AdvPruneSession
 
     config.addinivalue_line("markers", f"{CELL_MARKER}: a model x pruning x attack robustness cell (pytest-advprune)")
     config.addinivalue_line("markers", f"{TIMING_MARKER}: an inference latency benchmark (pytest-advprune)")
     config.addinivalue_line("markers", f"{SLOW_MARKER}: a cell whose attack is slow, such as AutoAttack")
-    config.stash[SNAPSHOT_KEY] = [DATASETS.snapshot(), MODELS.snapshot(), PRUNINGS.snapshot(), ATTACKS.snapshot()]
     config.stash[SESSION_KEY] = AdvPruneSession(options.read_settings(config))
     config.pluginmanager.register(RunReport(), REPORTER_NAME)
 
@@ -62,12 +67,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     from pytest_advprune.matrix import MatrixError
 
     session = metafunc.config.stash[SESSION_KEY]
+    problem: str | None = None
     try:
         matrix = session.matrix
     except MatrixError as error:
         problem = str(error)
-    else:
-        problem = None
     if problem is not None:
         pytest.fail(f"advprune: {problem}", pytrace=False)  # outside except: no chained traceback
     if wants_cell:

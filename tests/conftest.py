@@ -1,0 +1,109 @@
+"""Shared helpers for the plugin's own tests: a tiny registered model and dataset for pytester projects."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from pytest_advprune.builtins import load_builtins
+from pytest_advprune.data import Dataset
+
+
+def _import_everything_heavy() -> None:
+    """pytester's in-process runs drop the modules first imported inside them, and torch (with the
+    submodules it imports lazily) cannot be imported twice in one process. So run the whole pipeline
+    once on a toy model here, before any pytester run, to import everything it will ever need."""
+    import torch
+    from torch import nn
+
+    from pytest_advprune.attacks import build_attack, craft
+    from pytest_advprune.pruning import FineTuneSettings, PruningContext, model_size, prune_model
+    from pytest_advprune.registry import ATTACKS, PRUNINGS
+
+    load_builtins()
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(8, 1, 8, 8, generator=generator), torch.arange(8) % 2
+    data = Dataset("warmup", images, labels, images, labels, num_classes=2)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(144, 2))
+    context = PruningContext(data, torch.device("cpu"), 0, None)
+    for name in ("l1_unstructured", "channel"):
+        pruned = prune_model(model, PRUNINGS.get(name), 0.5, context, FineTuneSettings(epochs=1))
+        model_size(pruned, context.example_inputs)
+    for name in ("fgsm", "pgd_linf"):
+        entry = ATTACKS.get(name)
+        craft(
+            build_attack(entry, dict(entry.defaults), model, ((0.5,), (0.5,)), 0),
+            entry,
+            dict(entry.defaults),
+            images,
+            labels,
+            ((0.5,), (0.5,)),
+            0,
+        )
+    import sklearn.datasets  # noqa: F401
+
+
+_import_everything_heavy()
+
+pytest_plugins = ["pytester"]
+
+# A project as a user would write it: a dataset and a model registered in conftest.py. The model is a
+# seeded random MLP (no training), so every run builds the same weights; TINY_SEED lets a test swap in
+# different weights the way a retrained model would.
+TINY_CONFTEST = textwrap.dedent(
+    """
+    import os
+
+    import torch
+    from torch import nn
+
+    import pytest_advprune
+    from pytest_advprune.data import Dataset
+
+
+    @pytest_advprune.register_dataset("tiny")
+    def tiny():
+        generator = torch.Generator().manual_seed(0)
+        images = torch.rand(96, 1, 8, 8, generator=generator)
+        projection = torch.randn(64, 10, generator=generator)
+        labels = (images.flatten(1) @ projection).argmax(1)
+        return Dataset("tiny", images[:64], labels[:64], images[64:], labels[64:], num_classes=10)
+
+
+    @pytest_advprune.register_model("tiny-mlp", dataset="tiny")
+    def tiny_mlp():
+        torch.manual_seed(int(os.environ.get("TINY_SEED", "0")))
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    """
+)
+
+TINY_INI = textwrap.dedent(
+    """
+    [pytest]
+    advprune_prunings =
+        l1_unstructured:0.5
+        random_unstructured:0.3
+    advprune_attacks =
+        fgsm:0.1
+        pgd_linf:eps=0.1,steps=3
+    advprune_finetune_epochs = 1
+    advprune_max_clean_drop = 100
+    """
+)
+
+CELL_TEST = textwrap.dedent(
+    """
+    def test_robustness(cell_result, check_baseline):
+        check_baseline(cell_result)
+    """
+)
+
+
+@pytest.fixture
+def tiny_project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester project with the tiny model, a 1 x 2 x 2 matrix and one cell test file."""
+    pytester.makeconftest(TINY_CONFTEST)
+    pytester.makeini(TINY_INI)
+    pytester.makepyfile(test_cells=CELL_TEST)
+    return pytester

@@ -1,0 +1,259 @@
+"""The plugin's behaviour, end to end, in pytester projects."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+CELLS = [
+    "tiny-mlp-l1_unstructured_0.5-fgsm_0.1",
+    "tiny-mlp-l1_unstructured_0.5-pgd_linf_0.1_steps3",
+    "tiny-mlp-random_unstructured_0.3-fgsm_0.1",
+    "tiny-mlp-random_unstructured_0.3-pgd_linf_0.1_steps3",
+]
+
+
+def baseline_tree(root: Path) -> dict[str, bytes]:
+    base = root / "baselines"
+    return {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*.json"))}
+
+
+def test_cells_are_parametrized_with_readable_ids(tiny_project: pytest.Pytester) -> None:
+    result = tiny_project.runpytest("--collect-only", "-q")
+    result.stdout.fnmatch_lines([f"test_cells.py::test_robustness[[]{cell}[]]" for cell in CELLS])
+    result.stdout.fnmatch_lines(["4 tests collected*"])
+
+
+def test_baseline_lifecycle(tiny_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Missing: every cell fails and says the exact command that creates its baseline.
+    result = tiny_project.runpytest()
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "*no baseline for cell tiny-mlp-l1_unstructured_0.5-fgsm_0.1*",
+            "*file:*baselines/tiny-mlp/l1_unstructured_0.5/fgsm_0.1.json",
+            "*create:*pytest 'test_cells.py::test_robustness[[]tiny-mlp-l1_unstructured_0.5-fgsm_0.1[]]'"
+            " --update-baselines",
+        ]
+    )
+    assert not (tiny_project.path / "baselines").exists(), "nothing may be written without --update-baselines"
+
+    # Update: the files appear, the tests pass, the summary counts them.
+    result = tiny_project.runpytest("--update-baselines")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*4 cells: 4 created*"])
+    first = baseline_tree(tiny_project.path)
+    assert sorted(first) == sorted(
+        f"tiny-mlp/{pruning}/{attack}.json"
+        for pruning in ("l1_unstructured_0.5", "random_unstructured_0.3")
+        for attack in ("fgsm_0.1", "pgd_linf_0.1_steps3")
+    )
+
+    # Unchanged: pass, and the same numbers again (a second update rewrites nothing).
+    tiny_project.runpytest().assert_outcomes(passed=4)
+    result = tiny_project.runpytest("--update-baselines")
+    result.stdout.fnmatch_lines(["*4 cells: 4 unchanged*"])
+    assert baseline_tree(tiny_project.path) == first
+
+    # Changed weights: every cell fails as stale and names the field that changed.
+    monkeypatch.setenv("TINY_SEED", "1")
+    result = tiny_project.runpytest()
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines(["*baseline of cell tiny-mlp-*is stale*", "*changed:*model.weights_fingerprint*"])
+    result.stdout.fnmatch_lines(["*4 cells: 4 stale*"])
+
+    # Accept: update, then pass.
+    tiny_project.runpytest("--update-baselines").stdout.fnmatch_lines(["*4 cells: 4 updated*"])
+    tiny_project.runpytest().assert_outcomes(passed=4)
+
+
+def test_metric_regression_fails_with_one_field_per_line(tiny_project: pytest.Pytester) -> None:
+    tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
+    path = tiny_project.path / "baselines/tiny-mlp/l1_unstructured_0.5/fgsm_0.1.json"
+    data = json.loads(path.read_text())
+    observed = data["metrics"]["transfer_robust_accuracy"]
+    data["metrics"]["transfer_robust_accuracy"] = observed + 10.0
+    path.write_text(json.dumps(data))
+
+    result = tiny_project.runpytest()
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*transfer_robust_accuracy of cell tiny-mlp-l1_unstructured_0.5-fgsm_0.1 is out of tolerance*",
+            "*cell:*tiny-mlp-l1_unstructured_0.5-fgsm_0.1",
+            "*metric:*transfer_robust_accuracy",
+            f"*baseline:*{round(observed + 10.0, 4)}*",
+            f"*observed:*{observed}",
+            "*allowed:*2 points",
+            "*file:*baselines/tiny-mlp/l1_unstructured_0.5/fgsm_0.1.json",
+        ]
+    )
+
+
+def test_filtered_update_writes_only_selected_cells(tiny_project: pytest.Pytester) -> None:
+    result = tiny_project.runpytest("--update-baselines", "--advprune-attacks=fgsm*", "--advprune-prunings=l1_*")
+    result.assert_outcomes(passed=1, deselected=3)
+    assert list(baseline_tree(tiny_project.path)) == ["tiny-mlp/l1_unstructured_0.5/fgsm_0.1.json"]
+
+    result = tiny_project.runpytest("--update-baselines", "-k", "random_unstructured and pgd")
+    result.assert_outcomes(passed=1, deselected=3)
+    assert len(baseline_tree(tiny_project.path)) == 2
+
+
+def test_unusable_baseline_fails_only_its_cell(tiny_project: pytest.Pytester) -> None:
+    tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
+    broken = tiny_project.path / "baselines/tiny-mlp/random_unstructured_0.3/fgsm_0.1.json"
+    broken.write_text(broken.read_text()[:100])
+    before = baseline_tree(tiny_project.path)
+
+    result = tiny_project.runpytest()
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*random_unstructured_0.3/fgsm_0.1.json* is unusable: invalid JSON*"])
+    assert baseline_tree(tiny_project.path) == before, "a check run must not touch any baseline"
+
+
+def test_clean_accuracy_gate(tiny_project: pytest.Pytester) -> None:
+    tiny_project.makeini(TINY_INI_STRICT := tiny_ini_with("advprune_max_clean_drop = 0"))
+    assert "advprune_max_clean_drop = 0" in TINY_INI_STRICT
+    result = tiny_project.runpytest("--update-baselines", "-k", "random_unstructured and fgsm")
+    outcomes = result.parseoutcomes()
+    drop_lines = [line for line in result.outlines if "lost too much clean accuracy" in line]
+    # Whether the random tiny model loses accuracy is up to the data; the gate must agree with the metric.
+    data = json.loads((tiny_project.path / "baselines/tiny-mlp/random_unstructured_0.3/fgsm_0.1.json").read_text())
+    if data["metrics"]["clean_accuracy_drop"] > 0:
+        assert outcomes.get("failed") == 1 and drop_lines
+    else:
+        assert outcomes.get("passed") == 1 and not drop_lines
+
+
+def tiny_ini_with(line: str) -> str:
+    from conftest import TINY_INI
+
+    return TINY_INI.replace("advprune_max_clean_drop = 100", line)
+
+
+@pytest.mark.parametrize(
+    ("ini_line", "message"),
+    [
+        ("advprune_attacks = pgdd:0.1", "*Unknown attack 'pgdd'. Registered: *fgsm*pgd_linf*@register_attack*"),
+        ("advprune_prunings = l1_unstructured:1.5", "*amount 1.5 is outside [[]0, 1)*"),
+        ("advprune_attacks = fgsm:eps=-0.1", "*eps=-0.1 is negative; eps must be >= 0*"),
+        ("advprune_models = nosuchnet", "*Unknown model 'nosuchnet'. Registered: *tiny-mlp*"),
+    ],
+)
+def test_bad_matrix_entries_end_in_a_clear_message(tiny_project: pytest.Pytester, ini_line: str, message: str) -> None:
+    key = ini_line.split("=")[0].strip()
+    ini = "\n".join(line for line in tiny_ini_lines() if not line.startswith(f"{key}") and not line.startswith("    "))
+    tiny_project.makeini(ini + "\n" + ini_line + "\n")
+    result = tiny_project.runpytest()
+    assert result.ret != 0
+    result.stdout.fnmatch_lines([message])
+    assert "Traceback" not in result.stdout.str()
+
+
+def tiny_ini_lines() -> list[str]:
+    from conftest import TINY_INI
+
+    return TINY_INI.strip().splitlines()
+
+
+def test_unavailable_device_is_a_usage_error(tiny_project: pytest.Pytester) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = tiny_project.runpytest("--advprune-device=cuda")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--advprune-device='cuda' is not available on this machine*Available: cpu*"])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--advprune-device=tpu"], "*--advprune-device='tpu' is not a device*"),
+        (["--advprune-samples=0"], "*--advprune-samples='0' must be >= 1*"),
+        (["--advprune-seed=x"], "*--advprune-seed='x' is not an integer*"),
+    ],
+)
+def test_bad_options_are_usage_errors(tiny_project: pytest.Pytester, args: list[str], message: str) -> None:
+    result = tiny_project.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_project_registrations_become_cells(pytester: pytest.Pytester) -> None:
+    """A model, pruning and attack registered in another folder's conftest.py replace the defaults."""
+    from conftest import TINY_CONFTEST
+
+    project = pytester.mkdir("other_project")
+    (project / "conftest.py").write_text(
+        TINY_CONFTEST
+        + textwrap.dedent(
+            """
+
+            @pytest_advprune.register_pruning("halve_first_layer", default_amount=0.5, fine_tune=False)
+            def halve_first_layer(model, amount, context):
+                with torch.no_grad():
+                    model[1].weight.mul_(1 - amount)
+                return model
+
+
+            @pytest_advprune.register_attack("noise", primary="eps", norm="Linf", eps=0.05)
+            def noise(model, eps):
+                def attack(images, labels):
+                    return (images + eps * torch.sign(torch.randn_like(images))).clamp(0, 1)
+                return attack
+            """
+        )
+    )
+    (project / "test_mine.py").write_text(
+        "def test_robustness(cell_result, check_baseline):\n"
+        "    assert cell_result.metrics['samples'] == 32\n"
+        "    check_baseline(cell_result)\n"
+    )
+    result = pytester.runpytest("other_project", "--update-baselines", "-v")
+    result.stdout.fnmatch_lines(["*test_robustness[[]tiny-mlp-halve_first_layer_0.5-noise_0.05[]] PASSED*"])
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / "baselines/tiny-mlp/halve_first_layer_0.5/noise_0.05.json").is_file()
+
+
+def test_same_verdicts_and_bytes_under_xdist(tiny_project: pytest.Pytester) -> None:
+    serial = tiny_project.runpytest("--update-baselines")
+    serial.assert_outcomes(passed=4)
+    serial_tree = baseline_tree(tiny_project.path)
+
+    os.rename(tiny_project.path / "baselines", tiny_project.path / "serial_baselines")
+    parallel = tiny_project.runpytest_subprocess("--update-baselines", "-n", "2", "-p", "no:cacheprovider")
+    parallel.assert_outcomes(passed=4)
+    parallel.stdout.fnmatch_lines(["*4 cells: 4 created*"])
+    assert baseline_tree(tiny_project.path) == serial_tree
+
+    checked = tiny_project.runpytest_subprocess("-n", "2")
+    checked.assert_outcomes(passed=4)
+
+
+def test_timing_tests_report_speedups(tiny_project: pytest.Pytester) -> None:
+    tiny_project.makepyfile(
+        test_timing="def test_latency(inference_benchmark):\n    inference_benchmark()\n",
+    )
+    result = tiny_project.runpytest(
+        "-m",
+        "advprune_timing",
+        "--benchmark-json=bench.json",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "advprune_timing_rounds=3",
+    )
+    result.assert_outcomes(passed=3, deselected=4)
+    result.stdout.fnmatch_lines(["*median latency per batch of 256*", "tiny-mlp*l1_unstructured_0.5*x"])
+    benchmarks = json.loads((tiny_project.path / "bench.json").read_text())["benchmarks"]
+    infos = {b["extra_info"]["pruning"]: b["extra_info"] for b in benchmarks}
+    assert set(infos) == {"base", "l1_unstructured_0.5", "random_unstructured_0.3"}
+    assert infos["l1_unstructured_0.5"]["amount"] == 0.5
+    assert infos["base"]["model"] == "tiny-mlp" and infos["base"]["device"] == "cpu"
