@@ -53,13 +53,18 @@ def unpack_bits(text: str, count: int) -> list[bool]:
 
 
 def to_json_value(value: Any) -> Any:
-    """Plain JSON types: numpy/torch scalars become Python numbers, floats are rounded."""
+    """Plain JSON types: numpy/torch scalars become Python numbers; floats keep the significant digits
+    their precision carries (12 for float64, 7 for float32: a float32 0.1 is stored as 0.1, not
+    0.10000000149011612). Compare provenance only after this conversion."""
+    digits = 12
     if hasattr(value, "item") and callable(value.item):
+        itemsize = getattr(getattr(value, "dtype", None), "itemsize", 8)
+        digits = {2: 4, 4: 7}.get(itemsize, 12)
         value = value.item()
     if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
         return value
     if isinstance(value, float):
-        return round(value, 6)
+        return float(f"{value:.{digits}g}") + 0.0  # + 0.0 turns -0.0 into 0.0
     if isinstance(value, dict):
         return {str(k): to_json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -101,11 +106,13 @@ class BaselineStore:
         """The cell's baseline, ``None`` when there is no file, ``BaselineFileError`` when it is unusable."""
         path = self.path_for(cell)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_bytes().decode("utf-8")
         except FileNotFoundError:
             return None
         except OSError as error:
             raise BaselineFileError(path, f"cannot be read ({error.strerror})") from None
+        except UnicodeDecodeError as error:
+            raise BaselineFileError(path, f"not UTF-8 text (byte {error.start})") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
@@ -117,20 +124,21 @@ class BaselineStore:
     def write(self, cell: CellSpec, data: dict[str, Any]) -> str:
         """Write atomically; returns 'created', 'updated' or 'unchanged' (identical bytes are not rewritten)."""
         path = self.path_for(cell)
-        text = dumps(data)
+        content = dumps(data).encode("utf-8")
         try:
-            old = path.read_text(encoding="utf-8")
+            old: bytes | None = path.read_bytes()
         except FileNotFoundError:
             old = None
-        if old == text:
+        if old == content:
             return "unchanged"
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(text)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
                 handle.flush()
                 os.fsync(handle.fileno())
+            os.chmod(temp, 0o644)  # mkstemp creates 0600; a baseline is an ordinary, shared file
             os.replace(temp, path)
         except BaseException:
             Path(temp).unlink(missing_ok=True)
@@ -144,9 +152,10 @@ def parse_baseline(path: Path, data: Any) -> Baseline:
     missing = [key for key in REQUIRED_KEYS if key not in data]
     if missing:
         raise BaselineFileError(path, f"missing keys {missing}")
-    if data["schema_version"] != SCHEMA_VERSION:
+    version = data["schema_version"]
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise BaselineFileError(
-            path, f"schema_version {data['schema_version']!r} is not supported (this plugin reads {SCHEMA_VERSION})"
+            path, f"schema_version {version!r} is not supported (this plugin reads {SCHEMA_VERSION})"
         )
     for key in ("provenance", "metrics", "outcomes"):
         if not isinstance(data[key], dict):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_advprune.baselines import IDENTITY_FIELDS, BaselineFileError, BaselineStore, payload
+from pytest_advprune.baselines import IDENTITY_FIELDS, BaselineFileError, BaselineStore, payload, to_json_value
 from pytest_advprune.cell import CellResult
 from pytest_advprune.metrics import POINT_METRICS
 from pytest_advprune.options import Settings
@@ -65,6 +65,7 @@ def compare_metrics(
 
 def stale_fields(observed: dict[str, Any], stored: dict[str, Any]) -> list[str]:
     """Identity fields of the provenance that changed, as 'field: old -> new' lines."""
+    observed = to_json_value(observed)  # as it would be stored
     changes = []
     for name in IDENTITY_FIELDS:
         old, new = stored.get(name), observed.get(name)

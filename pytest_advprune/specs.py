@@ -142,6 +142,7 @@ def parse_pruning(text: str) -> PruningSpec:
             raise SpecError(
                 f"Pruning spec {text!r}: amount {amount_text!r} is not a number. Use e.g. '{name}:0.5'."
             ) from None
+    amount += 0.0  # -0.0 -> 0.0: one amount, one id
     if not 0.0 <= amount < 1.0 or not math.isfinite(amount):
         raise SpecError(
             f"Pruning spec {text!r}: amount {amount!r} is outside [0, 1). It is the fraction of weights "
