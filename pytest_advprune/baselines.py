@@ -19,6 +19,7 @@ from pytest_advprune.metrics import OUTCOME_NAMES
 from pytest_advprune.specs import CellSpec
 
 SCHEMA_VERSION = 1
+BENCHMARKS_DIR = "benchmarks"  # pytest-benchmark's saved runs live beside the baselines
 REQUIRED_KEYS = ("schema_version", "cell", "provenance", "metrics", "outcomes")
 # Provenance fields that define *what* was measured: when one differs, the baseline is stale rather
 # than the model regressed. Device and versions only move numbers slightly, within tolerance.
@@ -102,6 +103,17 @@ class BaselineStore:
     def path_for(self, cell: CellSpec) -> Path:
         return self.root / cell.model / cell.pruning.id / f"{cell.attack.id}.json"
 
+    def existing_files(self) -> list[Path]:
+        """Every baseline-shaped file under the root (``<model>/<pruning>/<attack>.json``), sorted;
+        pytest-benchmark's storage under ``benchmarks/`` and hidden temp files are not baselines."""
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            path
+            for path in self.root.glob("*/*/*.json")
+            if path.relative_to(self.root).parts[0] != BENCHMARKS_DIR and not path.name.startswith(".")
+        )
+
     def load(self, cell: CellSpec) -> Baseline | None:
         """The cell's baseline, ``None`` when there is no file, ``BaselineFileError`` when it is unusable."""
         path = self.path_for(cell)
@@ -123,7 +135,11 @@ class BaselineStore:
 
     def write(self, cell: CellSpec, data: dict[str, Any]) -> str:
         """Write atomically; returns 'created', 'updated' or 'unchanged' (identical bytes are not rewritten)."""
-        path = self.path_for(cell)
+        return self.write_path(self.path_for(cell), data)
+
+    def write_path(self, path: Path, data: dict[str, Any]) -> str:
+        if path.resolve().parent.parent.parent != self.root.resolve():
+            raise ValueError(f"{path} is not a <model>/<pruning>/<attack>.json path under {self.root}")
         content = dumps(data).encode("utf-8")
         try:
             old: bytes | None = path.read_bytes()
@@ -132,6 +148,8 @@ class BaselineStore:
         if old == content:
             return "unchanged"
         path.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # from a writer killed mid-write
+            leftover.unlink(missing_ok=True)
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:

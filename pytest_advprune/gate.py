@@ -1,4 +1,18 @@
-"""The verdict on one cell: compare its result with its baseline, or write the baseline when asked."""
+"""The verdict on one cell: compare its result with its baseline, or prepare the baseline to write.
+
+Gate policies (``--advprune-gate``, ini ``advprune_gate``) decide when a point metric that got *worse*
+fails the cell; improvements never fail (they are reported: the baseline is out of date):
+
+- ``tolerance``: the change exceeds the metric's tolerance (in points);
+- ``significance``: McNemar's exact test on the per-sample outcomes rejects "no change" at
+  ``advprune_alpha`` (metrics without per-sample outcomes fall back to the tolerance);
+- ``both`` (default): the change exceeds the tolerance *and* is significant. A CI gate should stop a
+  merge for a drop that is large enough to matter and unlikely to come from a handful of borderline
+  samples flipping; tolerance alone fails on such flips when samples are few, significance alone
+  fails on negligible but real changes when samples are many.
+
+Counts (parameters, MACs, samples) must match exactly under every policy.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +21,47 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_advprune.baselines import IDENTITY_FIELDS, BaselineFileError, BaselineStore, payload, to_json_value
+from pytest_advprune.baselines import (
+    IDENTITY_FIELDS,
+    Baseline,
+    BaselineFileError,
+    BaselineStore,
+    payload,
+    to_json_value,
+)
 from pytest_advprune.cell import CellResult
-from pytest_advprune.metrics import POINT_METRICS
+from pytest_advprune.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER, OUTCOME_OF_METRIC, POINT_METRICS
 from pytest_advprune.options import Settings
+from pytest_advprune.paired import PairedChange, paired_change
+
+GATE_POLICIES = ("tolerance", "significance", "both")
+ENVIRONMENT_FIELDS = ("device", "torch_version")
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """``status`` is one of passed, failed, stale, missing, unusable, created, updated, unchanged;
-    ``problems`` is empty exactly when the test passes."""
+    """``status``: passed, improved, failed, stale, missing, unusable, or (with --update-baselines)
+    accepted; ``problems`` is empty exactly when the test passes; ``payload`` is the baseline to write."""
 
     status: str
     problems: tuple[str, ...] = ()
+    payload: dict[str, Any] | None = None
+    environment_changes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+@dataclass(frozen=True)
+class MetricChange:
+    metric: str
+    baseline: Any
+    observed: Any
+    allowed: str
+    failing: bool
+    improved: bool
+    paired: PairedChange | None = None
 
 
 def tolerance_for(metric: str, settings: Settings) -> float:
@@ -41,33 +79,58 @@ def _shown(path: Path, rootdir: Path) -> str:
         return str(path)
 
 
+def _worse(metric: str, delta: float) -> bool:
+    if metric in HIGHER_IS_BETTER:
+        return delta < 0
+    if metric in LOWER_IS_BETTER:
+        return delta > 0
+    return delta != 0
+
+
 def compare_metrics(
-    observed: dict[str, Any], baseline: dict[str, Any], settings: Settings
-) -> list[tuple[str, Any, Any, str]]:
-    """(metric, baseline, observed, allowed) for every metric out of tolerance. Point metrics may move by
-    their tolerance; counts must match exactly; a metric only one side has is out of tolerance."""
-    out = []
-    for metric in sorted(set(observed) | set(baseline)):
-        old, new = baseline.get(metric), observed.get(metric)
-        if metric in POINT_METRICS:
-            tolerance = tolerance_for(metric, settings)
-            allowed = f"±{tolerance:g} points"
-            within = (old is None and new is None) or (
-                old is not None and new is not None and abs(float(new) - float(old)) <= tolerance + 1e-9
-            )
+    result: CellResult, baseline: Baseline, settings: Settings, policy: str | None = None
+) -> list[MetricChange]:
+    """Every metric that moved beyond what the policy lets pass, or improved beyond its tolerance."""
+    policy = policy or settings.gate
+    observed, stored = result.metrics, baseline.metrics
+    changes = []
+    for metric in sorted(set(observed) | set(stored)):
+        old, new = stored.get(metric), observed.get(metric)
+        if metric not in POINT_METRICS or old is None or new is None:
+            if old != new:
+                changes.append(MetricChange(metric, old, new, "exact", failing=True, improved=False))
+            continue
+        delta = float(new) - float(old)
+        tolerance = tolerance_for(metric, settings)
+        beyond_tolerance = abs(delta) > tolerance + 1e-9
+        outcome = OUTCOME_OF_METRIC.get(metric)
+        paired = None
+        if outcome is not None and outcome in baseline.outcomes:
+            paired = paired_change(baseline.outcomes[outcome], result.outcomes[outcome], 1 - settings.alpha)
+        significant = paired.p_value < settings.alpha if paired is not None else None
+        if not _worse(metric, delta):
+            if beyond_tolerance:
+                changes.append(MetricChange(metric, old, new, f"±{tolerance:g} points", False, True, paired))
+            continue
+        if policy == "tolerance" or significant is None:
+            failing = beyond_tolerance
+        elif policy == "significance":
+            failing = significant
         else:
-            allowed = "exact"
-            within = old == new
-        if not within:
-            out.append((metric, old, new, allowed))
-    return out
+            failing = beyond_tolerance and significant
+        if failing or beyond_tolerance:
+            allowed = f"±{tolerance:g} points" + ("" if policy == "tolerance" else f" and p >= {settings.alpha:g}")
+            changes.append(MetricChange(metric, old, new, allowed, failing, False, paired))
+    return changes
 
 
-def stale_fields(observed: dict[str, Any], stored: dict[str, Any]) -> list[str]:
-    """Identity fields of the provenance that changed, as 'field: old -> new' lines."""
+def stale_fields(
+    observed: dict[str, Any], stored: dict[str, Any], fields: tuple[str, ...] = IDENTITY_FIELDS
+) -> list[str]:
+    """Provenance fields that changed, as 'field: old -> new' lines."""
     observed = to_json_value(observed)  # as it would be stored
     changes = []
-    for name in IDENTITY_FIELDS:
+    for name in fields:
         old, new = stored.get(name), observed.get(name)
         if isinstance(old, dict) and isinstance(new, dict):
             for key in sorted(set(old) | set(new)):
@@ -78,15 +141,19 @@ def stale_fields(observed: dict[str, Any], stored: dict[str, Any]) -> list[str]:
     return changes
 
 
-def judge(
-    result: CellResult,
-    store: BaselineStore,
-    settings: Settings,
-    *,
-    nodeid: str,
-    rootdir: Path,
-) -> Verdict:
-    """Check ``result`` against its stored baseline, or store it under ``--update-baselines``."""
+def _describe_paired(paired: PairedChange) -> list[str]:
+    level = f"{100 * paired.confidence:g}%"
+    return [
+        _field("change", f"{paired.difference:+.2f} points ({level} CI {paired.ci_low:+.2f} to {paired.ci_high:+.2f})"),
+        _field(
+            "mcnemar",
+            f"{paired.regressions} samples regressed, {paired.improvements} improved, p = {paired.p_value:.3g}",
+        ),
+    ]
+
+
+def judge(result: CellResult, store: BaselineStore, settings: Settings, *, nodeid: str, rootdir: Path) -> Verdict:
+    """Check ``result`` against its stored baseline, or (``--update-baselines``) return it to be written."""
     cell_id = result.cell.id
     path = store.path_for(result.cell)
     shown = _shown(path, rootdir)
@@ -105,33 +172,27 @@ def judge(
                     _field("base", f"{result.metrics['base_clean_accuracy']}%"),
                     _field("pruned", f"{result.metrics['pruned_clean_accuracy']}%"),
                     _field("allowed", f"<= {settings.max_clean_drop:g} points (ini advprune_max_clean_drop)"),
-                    "  fix:      prune less, fine-tune longer (ini advprune_finetune_epochs), or raise the limit",
+                    _field("fix", "prune less, fine-tune longer (ini advprune_finetune_epochs), or raise the limit"),
                 ]
             )
         )
 
     if settings.update_baselines:
-        status = store.write(result.cell, payload(result))
-        return Verdict(status, tuple(problems))
+        return Verdict("accepted", tuple(problems), payload=payload(result))
 
     try:
         baseline = store.load(result.cell)
     except BaselineFileError as error:
-        return Verdict("unusable", (*problems, f"advprune: {error}\n  cell:     {cell_id}\n  fix:      {refresh}"))
-    if baseline is None:
         return Verdict(
-            "missing",
-            (
-                *problems,
-                "\n".join(
-                    [
-                        f"advprune: no baseline for cell {cell_id}.",
-                        _field("file", shown),
-                        _field("create", refresh),
-                    ]
-                ),
-            ),
+            "unusable", (*problems, f"advprune: {error}\n{_field('cell', cell_id)}\n{_field('fix', refresh)}")
         )
+    if baseline is None:
+        missing = [f"advprune: no baseline for cell {cell_id}.", _field("file", shown)]
+        if settings.ci_mode:
+            missing.append(_field("create", f"outside CI mode: {refresh}, then commit the file"))
+        else:
+            missing.append(_field("create", refresh))
+        return Verdict("missing", (*problems, "\n".join(missing)))
 
     changes = stale_fields(result.provenance, baseline.provenance)
     if changes:
@@ -139,22 +200,31 @@ def judge(
         lines += [_field("changed", change) for change in changes]
         lines += [_field("file", shown), _field("refresh", refresh)]
         return Verdict("stale", (*problems, "\n".join(lines)))
+    environment = tuple(stale_fields(result.provenance, baseline.provenance, ENVIRONMENT_FIELDS))
 
-    out = compare_metrics(result.metrics, baseline.metrics, settings)
-    for metric, old, new, allowed in out:
-        problems.append(
-            "\n".join(
-                [
-                    f"advprune: {metric} of cell {cell_id} is out of tolerance.",
-                    _field("cell", cell_id),
-                    _field("metric", metric),
-                    _field("baseline", old),
-                    _field("observed", new),
-                    _field("allowed", allowed),
-                    _field("file", shown),
-                ]
-            )
+    moved = compare_metrics(result, baseline, settings)
+    failing = [change for change in moved if change.failing]
+    for change in failing:
+        headline = (
+            f"advprune: {change.metric} of cell {cell_id} changed; counts must match exactly."
+            if change.allowed == "exact"
+            else f"advprune: {change.metric} of cell {cell_id} got worse beyond the gate ({settings.gate})."
         )
-    if out:
+        lines = [
+            headline,
+            _field("cell", cell_id),
+            _field("metric", change.metric),
+            _field("baseline", change.baseline),
+            _field("observed", change.observed),
+            _field("allowed", change.allowed),
+        ]
+        if change.paired is not None:
+            lines += _describe_paired(change.paired)
+        problems.append("\n".join([*lines, _field("file", shown)]))
+    if failing:
         problems.append(f"advprune: if the change is intended, accept it with: {refresh}")
-    return Verdict("failed" if problems else "passed", tuple(problems))
+    if problems:
+        return Verdict("failed", tuple(problems), environment_changes=environment)
+    if any(change.improved for change in moved):
+        return Verdict("improved", environment_changes=environment)
+    return Verdict("passed", environment_changes=environment)

@@ -38,6 +38,28 @@ POINT_METRICS = (
     "transfer_attack_success_rate",
     "sparsity",
 )
+# Direction of "worse": improvements never fail a cell. Other point metrics (sparsity) are neutral.
+HIGHER_IS_BETTER = (
+    "base_clean_accuracy",
+    "pruned_clean_accuracy",
+    "base_robust_accuracy",
+    "pruned_robust_accuracy",
+    "transfer_robust_accuracy",
+)
+LOWER_IS_BETTER = (
+    "clean_accuracy_drop",
+    "base_attack_success_rate",
+    "pruned_attack_success_rate",
+    "transfer_attack_success_rate",
+)
+# The per-sample outcomes each accuracy is the mean of: the pairs McNemar's test compares.
+OUTCOME_OF_METRIC = {
+    "base_clean_accuracy": "base_clean",
+    "pruned_clean_accuracy": "pruned_clean",
+    "base_robust_accuracy": "base_adversarial",
+    "pruned_robust_accuracy": "pruned_adversarial",
+    "transfer_robust_accuracy": "transfer_adversarial",
+}
 OUTCOME_NAMES = ("base_clean", "pruned_clean", "base_adversarial", "pruned_adversarial", "transfer_adversarial")
 DIGITS = 4  # stored precision; far below one sample's weight (100/n points) for any realistic n
 

@@ -6,6 +6,7 @@ Precedence: command line, then ini (``pytest.ini``, ``pyproject.toml``, ``tox.in
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,10 @@ class Settings:
     batch_size: int
     timing_batch_size: int
     timing_rounds: int
+    gate: str = "both"
+    alpha: float = 0.05
+    ci_mode: bool = False
+    prune_baselines: bool = False
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -71,6 +76,25 @@ def add_options(parser: pytest.Parser) -> None:
         help="Number of evaluation samples per cell (a seeded subset). Default: ini advprune_samples or all",
     )
     group.addoption(
+        "--advprune-ci",
+        action="store_true",
+        default=False,
+        help="CI mode: refuse every baseline write and fail on a missing baseline (also ini advprune_ci, "
+        "or ADVPRUNE_CI=1). Default: %(default)r",
+    )
+    group.addoption(
+        "--advprune-prune-baselines",
+        action="store_true",
+        default=False,
+        help="Delete baseline files that no cell of the matrix owns (refused on a filtered run). Default: %(default)r",
+    )
+    group.addoption(
+        "--advprune-gate",
+        default=None,
+        choices=("tolerance", "significance", "both"),
+        help="When a worse metric fails its cell: beyond tolerance, significant (McNemar), or both. Default: 'both'",
+    )
+    group.addoption(
         "--advprune-seed", default=None, help="Base seed of every cell's seed. Default: ini advprune_seed or 0"
     )
 
@@ -82,6 +106,13 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("advprune_attacks", "Attack specs of the matrix, e.g. pgd_linf:eps=0.1,steps=20", type="linelist")
     parser.addini("advprune_samples", "Number of evaluation samples per cell (empty: all)", default="")
     parser.addini("advprune_seed", "Base seed", default="0")
+    parser.addini(
+        "advprune_ci", "CI mode: refuse every baseline write, fail on a missing baseline", type="bool", default=False
+    )
+    parser.addini("advprune_gate", "Gate policy: tolerance, significance or both", default="both")
+    parser.addini(
+        "advprune_alpha", "Significance level of McNemar's test (and 1 - confidence of intervals)", default="0.05"
+    )
     parser.addini(
         "advprune_tolerance", "Allowed change of each point metric, in accuracy points", default=str(DEFAULT_TOLERANCE)
     )
@@ -168,6 +199,29 @@ def resolve_device(text: str) -> str:
     raise pytest.UsageError(f"--advprune-device={text!r} is not a device. Use one of: {DEVICE_CHOICES}.")
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def active_filters(config: pytest.Config) -> list[str]:
+    """The options of this run that select a subset of the tests (for refusing whole-suite operations)."""
+    filters = []
+    if config.getoption("keyword", ""):
+        filters.append(f"-k {config.getoption('keyword')!r}")
+    if config.getoption("markexpr", ""):
+        filters.append(f"-m {config.getoption('markexpr')!r}")
+    if config.getoption("deselect", None):
+        filters.append("--deselect")
+    if config.getoption("lf", False) or config.getoption("failedfirst", False):
+        filters.append("--lf/--ff")
+    for axis in ("models", "prunings", "attacks"):
+        if config.getoption(f"advprune_{axis}"):
+            filters.append(f"--advprune-{axis}")
+    if any("::" in str(arg) for arg in config.args):
+        filters.append("node ids")
+    return filters
+
+
 def read_settings(config: pytest.Config) -> Settings:
     """Read and validate every option once, at configure time, so mistakes stop the run before collection."""
 
@@ -187,9 +241,35 @@ def read_settings(config: pytest.Config) -> Settings:
     if samples_text and samples_text.lower() != "all":
         samples = int(parse_number(samples_text, "--advprune-samples", int, 1, "Use a positive integer, or 'all'."))
     baselines = option("advprune_baselines_dir") or ini("advprune_baselines_dir") or "baselines"
+    ci_mode = bool(config.getoption("advprune_ci")) or bool(config.getini("advprune_ci")) or _env_flag("ADVPRUNE_CI")
+    update = bool(config.getoption("update_baselines"))
+    prune = bool(config.getoption("advprune_prune_baselines"))
+    if ci_mode and (update or prune):
+        flag = "--update-baselines" if update else "--advprune-prune-baselines"
+        raise pytest.UsageError(
+            f"{flag} is refused in CI mode (--advprune-ci, ini advprune_ci or ADVPRUNE_CI=1): CI never writes "
+            "baselines. Update them on a development machine and commit the files."
+        )
+    if prune:
+        filters = active_filters(config)
+        if filters:
+            raise pytest.UsageError(
+                f"--advprune-prune-baselines refuses a filtered run ({', '.join(filters)}): files of the cells left "
+                "out would look unused. Run it on the whole suite, without filters."
+            )
+    gate = option("advprune_gate") or ini("advprune_gate") or "both"
+    if gate not in ("tolerance", "significance", "both"):
+        raise pytest.UsageError(f"advprune_gate={gate!r} is not a policy. Use tolerance, significance or both.")
+    alpha = float(parse_number(ini("advprune_alpha"), "advprune_alpha", float, 0.0, "Use e.g. 0.05."))
+    if not 0.0 < alpha < 1.0:
+        raise pytest.UsageError(f"advprune_alpha={alpha!r} must be between 0 and 1, e.g. 0.05.")
     return Settings(
+        gate=gate,
+        alpha=alpha,
+        ci_mode=ci_mode,
+        prune_baselines=prune,
         device=resolve_device(option("advprune_device") or "cpu"),
-        update_baselines=bool(config.getoption("update_baselines")),
+        update_baselines=update,
         baselines_dir=(config.rootpath / baselines).resolve(),
         model_patterns=parse_patterns(option("advprune_models")),
         pruning_patterns=parse_patterns(option("advprune_prunings")),

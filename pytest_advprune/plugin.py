@@ -46,8 +46,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{CELL_MARKER}: a model x pruning x attack robustness cell (pytest-advprune)")
     config.addinivalue_line("markers", f"{TIMING_MARKER}: an inference latency benchmark (pytest-advprune)")
     config.addinivalue_line("markers", f"{SLOW_MARKER}: a cell whose attack is slow, such as AutoAttack")
-    config.stash[SESSION_KEY] = AdvPruneSession(options.read_settings(config))
-    config.pluginmanager.register(RunReport(), REPORTER_NAME)
+    session = AdvPruneSession(options.read_settings(config))
+    config.stash[SESSION_KEY] = session
+    if not hasattr(config, "workerinput"):  # an xdist worker only runs tests; the controller writes and reports
+        config.pluginmanager.register(RunReport(session, config.rootpath), REPORTER_NAME)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -167,7 +169,18 @@ def check_baseline(request: pytest.FixtureRequest, advprune_session: AdvPruneSes
         verdict = judge(
             result, store, advprune_session.settings, nodeid=request.node.nodeid, rootdir=request.config.rootpath
         )
-        request.node.user_properties.append((VERDICT_PROPERTY, {"cell": result.cell.id, "status": verdict.status}))
+        request.node.user_properties.append(
+            (
+                VERDICT_PROPERTY,
+                {
+                    "cell": result.cell.id,
+                    "status": verdict.status,
+                    "file": str(store.path_for(result.cell).relative_to(store.root)),
+                    "payload": verdict.payload,
+                    "environment_changes": list(verdict.environment_changes),
+                },
+            )
+        )
         if not verdict.ok:
             raise AssertionError("\n".join(verdict.problems))
 

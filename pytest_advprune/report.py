@@ -1,53 +1,156 @@
-"""The terminal summary: baseline verdicts per status and the inference latency table."""
+"""The controller's side of a run: write accepted baselines (the one writer, also under xdist), find
+unused baselines, and print the summary.
+
+Test processes never write baseline files: ``check_baseline`` attaches its verdict, and under
+``--update-baselines`` the baseline itself, to the test report's ``user_properties``, which pytest-xdist
+carries to the controller. This object, registered once per run, receives every report there (or in
+the single process of a serial run) and is the only writer.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-STATUS_ORDER = ("passed", "failed", "stale", "missing", "unusable", "created", "updated", "unchanged")
+from pytest_advprune.baselines import BaselineStore
+
+if TYPE_CHECKING:
+    from pytest_advprune.session import AdvPruneSession
+
+STATUS_ORDER = (
+    "passed",
+    "improved",
+    "failed",
+    "stale",
+    "missing",
+    "unusable",
+    "created",
+    "updated",
+    "unchanged",
+    "write failed",
+)
 VERDICT_PROPERTY = "advprune_verdict"
 LATENCY_PROPERTY = "advprune_latency"
 
 
-@dataclass
 class RunReport:
-    """A pytest plugin object: collects what the test reports carry (``user_properties`` cross xdist
-    workers) and prints it at the end of the run."""
+    def __init__(self, session: AdvPruneSession, rootdir: Path) -> None:
+        self.session = session
+        self.settings = session.settings
+        self.store = BaselineStore(self.settings.baselines_dir)
+        self.rootdir = rootdir
+        self.verdicts: dict[str, str] = {}  # cell id -> status
+        self.environment_changes: Counter[str] = Counter()
+        self.write_errors: list[str] = []
+        self.unused: list[Path] = []
+        self.deleted: list[Path] = []
+        self.latencies: dict[tuple[str, str], float] = {}  # (model, variant) -> median seconds
+        self.timing_batch_size: int | None = None
 
-    verdicts: dict[str, str] = field(default_factory=dict)  # cell id -> status
-    latencies: dict[tuple[str, str], float] = field(default_factory=dict)  # (model, variant) -> median s
-    batch_size: int | None = None
+    # -- hooks -------------------------------------------------------------------------------------
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # On the controller this also sees xdist workers' reports, user_properties included.
         if report.when == "call":
-            self.record(list(report.user_properties))
+            for name, value in report.user_properties:
+                if name == VERDICT_PROPERTY and isinstance(value, dict):
+                    self._record_verdict(value)
+                elif name == LATENCY_PROPERTY and isinstance(value, dict):
+                    self._record_latency(value)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # Before the terminal reporter's sessionfinish, which prints the summary.
+        if not self.verdicts:
+            return
+        self.unused = self._unused_files()
+        if self.settings.prune_baselines:
+            for path in self.unused:
+                path.unlink()
+                self.deleted.append(path)
+            self.unused = []
+        if self.write_errors and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        verdicts, latencies = self.verdict_line(), self.latency_lines()
-        if not verdicts and not latencies:
-            return
-        terminalreporter.section("advprune")
-        for line in ([verdicts] if verdicts else []) + latencies:
-            terminalreporter.write_line(line)
+        lines = self.summary_lines()
+        if lines:
+            terminalreporter.section("advprune")
+            for line in lines:
+                terminalreporter.write_line(line)
 
-    def record(self, properties: list[tuple[str, object]]) -> None:
-        for name, value in properties:
-            if name == VERDICT_PROPERTY and isinstance(value, dict):
-                self.verdicts[str(value["cell"])] = str(value["status"])
-            elif name == LATENCY_PROPERTY and isinstance(value, dict) and value.get("median") is not None:
-                self.latencies[(str(value["model"]), str(value["variant"]))] = float(value["median"])
-                self.batch_size = int(value["batch_size"])
+    # -- recording ---------------------------------------------------------------------------------
 
-    def verdict_line(self) -> str | None:
-        if not self.verdicts:
-            return None
-        counts = Counter(self.verdicts.values())
-        parts = [f"{counts[s]} {s}" for s in STATUS_ORDER if counts[s]]
-        return f"{len(self.verdicts)} cells: " + ", ".join(parts)
+    def _record_verdict(self, value: dict[str, Any]) -> None:
+        cell, status = str(value["cell"]), str(value["status"])
+        baseline = value.get("payload")
+        if status == "accepted" and isinstance(baseline, dict):
+            status = self._write(value, baseline)
+        self.verdicts[cell] = status
+        for change in value.get("environment_changes") or ():
+            self.environment_changes[str(change)] += 1
+
+    def _write(self, value: dict[str, Any], baseline: dict[str, Any]) -> str:
+        if self.settings.ci_mode or not self.settings.update_baselines:  # never, whatever a worker sent
+            return "write failed"
+        path = self.store.root / str(value["file"])
+        try:
+            return self.store.write_path(path, baseline)
+        except OSError as error:
+            self.write_errors.append(f"{path}: {error}")
+            return "write failed"
+
+    def _record_latency(self, value: dict[str, Any]) -> None:
+        if value.get("median") is not None:
+            self.latencies[(str(value["model"]), str(value["variant"]))] = float(value["median"])
+            self.timing_batch_size = int(value["batch_size"])
+
+    def _unused_files(self) -> list[Path]:
+        """Baseline files no cell of the matrix owns (deselected and skipped cells own theirs)."""
+        from pytest_advprune.matrix import MatrixError
+
+        try:
+            owned = {self.store.path_for(cell) for cell in self.session.matrix.cells}
+        except MatrixError:
+            return []
+        return [path for path in self.store.existing_files() if path not in owned]
+
+    # -- output ------------------------------------------------------------------------------------
+
+    def _shown(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.rootdir))
+        except ValueError:
+            return str(path)
+
+    def summary_lines(self) -> list[str]:
+        lines = []
+        if self.verdicts:
+            counts = Counter(self.verdicts.values())
+            parts = [f"{counts[s]} {s}" for s in STATUS_ORDER if counts[s]]
+            if self.unused:
+                parts.append(f"{len(self.unused)} unused")
+            if self.deleted:
+                parts.append(f"{len(self.deleted)} deleted")
+            lines.append(f"{len(self.verdicts)} cells: " + ", ".join(parts))
+        if self.verdicts.values() and "improved" in self.verdicts.values():
+            lines.append(
+                "improved cells passed, but their baselines are out of date: refresh them with --update-baselines"
+            )
+        for change, count in sorted(self.environment_changes.items()):
+            lines.append(
+                f"warning: {count} cells were compared with baselines made elsewhere ({change}); "
+                "numbers may move slightly, within tolerance"
+            )
+        for path in self.unused:
+            lines.append(f"unused baseline: {self._shown(path)} (delete with --advprune-prune-baselines)")
+        for path in self.deleted:
+            lines.append(f"deleted unused baseline: {self._shown(path)}")
+        lines += [f"could not write baseline {error}" for error in self.write_errors]
+        lines += self.latency_lines()
+        return lines
 
     def latency_lines(self) -> list[str]:
         """One row per pruned variant with its base: median latencies and speedup (base / pruned)."""
@@ -60,6 +163,6 @@ class RunReport:
         if not rows:
             return []
         header = f"{'model':<12}{'pruning':<24}{'base ms':>10}{'pruned ms':>11}{'speedup':>9}"
-        lines = [f"median latency per batch of {self.batch_size}", header]
+        lines = [f"median latency per batch of {self.timing_batch_size}", header]
         lines += [f"{m:<12}{v:<24}{b * 1e3:>10.3f}{p * 1e3:>11.3f}{s:>8.2f}x" for m, v, b, p, s in rows]
         return lines

@@ -48,9 +48,10 @@ _import_everything_heavy()
 
 pytest_plugins = ["pytester"]
 
-# A project as a user would write it: a dataset and a model registered in conftest.py. The model is a
-# seeded random MLP (no training), so every run builds the same weights; TINY_SEED lets a test swap in
-# different weights the way a retrained model would.
+# A project as a user would write it: a dataset and a model registered in conftest.py. The labels are
+# the argmax of a fixed linear map of the pixels, and the model is that map plus a little seeded noise:
+# a near-perfect classifier without training. TINY_SEED swaps in other noise, the way a retrained
+# model has other weights.
 TINY_CONFTEST = textwrap.dedent(
     """
     import os
@@ -65,16 +66,21 @@ TINY_CONFTEST = textwrap.dedent(
     @pytest_advprune.register_dataset("tiny")
     def tiny():
         generator = torch.Generator().manual_seed(0)
-        images = torch.rand(96, 1, 8, 8, generator=generator)
         projection = torch.randn(64, 10, generator=generator)
+        images = torch.rand(96, 1, 8, 8, generator=generator)
         labels = (images.flatten(1) @ projection).argmax(1)
         return Dataset("tiny", images[:64], labels[:64], images[64:], labels[64:], num_classes=10)
 
 
-    @pytest_advprune.register_model("tiny-mlp", dataset="tiny")
-    def tiny_mlp():
-        torch.manual_seed(int(os.environ.get("TINY_SEED", "0")))
-        return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    @pytest_advprune.register_model("tiny-linear", dataset="tiny")
+    def tiny_linear():
+        projection = torch.randn(64, 10, generator=torch.Generator().manual_seed(0))
+        noise = torch.randn(10, 64, generator=torch.Generator().manual_seed(int(os.environ.get("TINY_SEED", "0"))))
+        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+        with torch.no_grad():
+            model[1].weight.copy_(projection.T + 0.05 * noise)
+            model[1].bias.zero_()
+        return model
     """
 )
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 CELLS = [
-    "tiny-mlp-l1_unstructured_0.5-fgsm_0.1",
-    "tiny-mlp-l1_unstructured_0.5-pgd_linf_0.1_steps3",
-    "tiny-mlp-random_unstructured_0.3-fgsm_0.1",
-    "tiny-mlp-random_unstructured_0.3-pgd_linf_0.1_steps3",
+    "tiny-linear-l1_unstructured_0.5-fgsm_0.1",
+    "tiny-linear-l1_unstructured_0.5-pgd_linf_0.1_steps3",
+    "tiny-linear-random_unstructured_0.3-fgsm_0.1",
+    "tiny-linear-random_unstructured_0.3-pgd_linf_0.1_steps3",
 ]
 
 
@@ -34,9 +34,9 @@ def test_baseline_lifecycle(tiny_project: pytest.Pytester, monkeypatch: pytest.M
     result.assert_outcomes(failed=4)
     result.stdout.fnmatch_lines(
         [
-            "*no baseline for cell tiny-mlp-l1_unstructured_0.5-fgsm_0.1*",
-            "*file:*baselines/tiny-mlp/l1_unstructured_0.5/fgsm_0.1.json",
-            "*create:*pytest 'test_cells.py::test_robustness[[]tiny-mlp-l1_unstructured_0.5-fgsm_0.1[]]'"
+            "*no baseline for cell tiny-linear-l1_unstructured_0.5-fgsm_0.1*",
+            "*file:*baselines/tiny-linear/l1_unstructured_0.5/fgsm_0.1.json",
+            "*create:*pytest 'test_cells.py::test_robustness[[]tiny-linear-l1_unstructured_0.5-fgsm_0.1[]]'"
             " --update-baselines",
         ]
     )
@@ -48,7 +48,7 @@ def test_baseline_lifecycle(tiny_project: pytest.Pytester, monkeypatch: pytest.M
     result.stdout.fnmatch_lines(["*4 cells: 4 created*"])
     first = baseline_tree(tiny_project.path)
     assert sorted(first) == sorted(
-        f"tiny-mlp/{pruning}/{attack}.json"
+        f"tiny-linear/{pruning}/{attack}.json"
         for pruning in ("l1_unstructured_0.5", "random_unstructured_0.3")
         for attack in ("fgsm_0.1", "pgd_linf_0.1_steps3")
     )
@@ -63,7 +63,7 @@ def test_baseline_lifecycle(tiny_project: pytest.Pytester, monkeypatch: pytest.M
     monkeypatch.setenv("TINY_SEED", "1")
     result = tiny_project.runpytest()
     result.assert_outcomes(failed=4)
-    result.stdout.fnmatch_lines(["*baseline of cell tiny-mlp-*is stale*", "*changed:*model.weights_fingerprint*"])
+    result.stdout.fnmatch_lines(["*baseline of cell tiny-linear-*is stale*", "*changed:*model.weights_fingerprint*"])
     result.stdout.fnmatch_lines(["*4 cells: 4 stale*"])
 
     # Accept: update, then pass.
@@ -71,33 +71,90 @@ def test_baseline_lifecycle(tiny_project: pytest.Pytester, monkeypatch: pytest.M
     tiny_project.runpytest().assert_outcomes(passed=4)
 
 
-def test_metric_regression_fails_with_one_field_per_line(tiny_project: pytest.Pytester) -> None:
-    tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
-    path = tiny_project.path / "baselines/tiny-mlp/l1_unstructured_0.5/fgsm_0.1.json"
+def edit_metric(path: Path, metric: str, delta: float) -> float:
+    """Shift one stored metric by ``delta``; returns the value the run will observe."""
     data = json.loads(path.read_text())
-    observed = data["metrics"]["transfer_robust_accuracy"]
-    data["metrics"]["transfer_robust_accuracy"] = observed + 10.0
+    observed = data["metrics"][metric]
+    data["metrics"][metric] = round(observed + delta, 4)
     path.write_text(json.dumps(data))
+    return float(observed)
 
-    result = tiny_project.runpytest()
+
+def test_metric_beyond_tolerance_fails_with_one_field_per_line(tiny_project: pytest.Pytester) -> None:
+    tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
+    path = tiny_project.path / "baselines/tiny-linear/l1_unstructured_0.5/fgsm_0.1.json"
+    observed = edit_metric(path, "transfer_robust_accuracy", +10.0)
+
+    result = tiny_project.runpytest("--advprune-gate=tolerance")
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*transfer_robust_accuracy of cell tiny-mlp-l1_unstructured_0.5-fgsm_0.1 is out of tolerance*",
-            "*cell:*tiny-mlp-l1_unstructured_0.5-fgsm_0.1",
+            "*transfer_robust_accuracy of cell tiny-linear-l1_unstructured_0.5-fgsm_0.1 got worse beyond the gate*",
+            "*cell:*tiny-linear-l1_unstructured_0.5-fgsm_0.1",
             "*metric:*transfer_robust_accuracy",
-            f"*baseline:*{round(observed + 10.0, 4)}*",
+            f"*baseline:*{round(observed + 10.0, 4)}",
             f"*observed:*{observed}",
-            "*allowed:*2 points",
-            "*file:*baselines/tiny-mlp/l1_unstructured_0.5/fgsm_0.1.json",
+            "*allowed:*±2 points",
+            "*change:*+0.00 points (95% CI*",
+            "*mcnemar:*0 samples regressed, 0 improved, p = 1",
+            "*file:*baselines/tiny-linear/l1_unstructured_0.5/fgsm_0.1.json",
+            "*accept it with: pytest *--update-baselines",
         ]
     )
+    result.stdout.fnmatch_lines(["*4 cells: 3 passed, 1 failed*"])
+    # The same edit under the default gate (tolerance *and* significance): the per-sample outcomes did not
+    # change, so McNemar finds nothing and the cell passes.
+    tiny_project.runpytest().assert_outcomes(passed=4)
+
+
+def test_improvements_never_fail(tiny_project: pytest.Pytester) -> None:
+    tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
+    path = tiny_project.path / "baselines/tiny-linear/l1_unstructured_0.5/fgsm_0.1.json"
+    edit_metric(path, "transfer_robust_accuracy", -10.0)
+    result = tiny_project.runpytest("--advprune-gate=tolerance")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*4 cells: 3 passed, 1 improved*", "*baselines are out of date*"])
+
+
+WEAKENING_CONFTEST = """
+
+@pytest_advprune.register_pruning("noisy", fine_tune=False)
+def noisy(model, amount, context):
+    # The same method and amount either way: only the environment variable makes it weaker, the way a
+    # changed pruning implementation would, so the provenance stays the same.
+    if os.environ.get("WEAKEN"):
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(amount * 3 * torch.randn_like(parameter))
+    return model
+"""
+
+
+def test_weakened_model_fails_with_a_significant_mcnemar_result(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import CELL_TEST, TINY_CONFTEST
+
+    pytester.makeconftest(TINY_CONFTEST + WEAKENING_CONFTEST)
+    pytester.makeini("[pytest]\nadvprune_prunings = noisy:0.5\nadvprune_attacks = fgsm:0.1\n")
+    pytester.makepyfile(test_cells=CELL_TEST)
+    pytester.runpytest("--update-baselines").assert_outcomes(passed=1)
+    for _ in range(2):  # re-running an unchanged model never fails
+        pytester.runpytest().assert_outcomes(passed=1)
+
+    monkeypatch.setenv("WEAKEN", "1")
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*pruned_clean_accuracy of cell tiny-linear-noisy_0.5-fgsm_0.1 got worse*"])
+    p_values = [float(line.rsplit("p = ", 1)[1]) for line in result.outlines if "mcnemar:" in line]
+    assert p_values, result.stdout.str()
+    assert min(p_values) < 0.05
 
 
 def test_filtered_update_writes_only_selected_cells(tiny_project: pytest.Pytester) -> None:
     result = tiny_project.runpytest("--update-baselines", "--advprune-attacks=fgsm*", "--advprune-prunings=l1_*")
     result.assert_outcomes(passed=1, deselected=3)
-    assert list(baseline_tree(tiny_project.path)) == ["tiny-mlp/l1_unstructured_0.5/fgsm_0.1.json"]
+    assert list(baseline_tree(tiny_project.path)) == ["tiny-linear/l1_unstructured_0.5/fgsm_0.1.json"]
 
     result = tiny_project.runpytest("--update-baselines", "-k", "random_unstructured and pgd")
     result.assert_outcomes(passed=1, deselected=3)
@@ -106,7 +163,7 @@ def test_filtered_update_writes_only_selected_cells(tiny_project: pytest.Pyteste
 
 def test_unusable_baseline_fails_only_its_cell(tiny_project: pytest.Pytester) -> None:
     tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
-    broken = tiny_project.path / "baselines/tiny-mlp/random_unstructured_0.3/fgsm_0.1.json"
+    broken = tiny_project.path / "baselines/tiny-linear/random_unstructured_0.3/fgsm_0.1.json"
     broken.write_text(broken.read_text()[:100])
     before = baseline_tree(tiny_project.path)
 
@@ -123,7 +180,7 @@ def test_clean_accuracy_gate(tiny_project: pytest.Pytester) -> None:
     outcomes = result.parseoutcomes()
     drop_lines = [line for line in result.outlines if "lost too much clean accuracy" in line]
     # Whether the random tiny model loses accuracy is up to the data; the gate must agree with the metric.
-    data = json.loads((tiny_project.path / "baselines/tiny-mlp/random_unstructured_0.3/fgsm_0.1.json").read_text())
+    data = json.loads((tiny_project.path / "baselines/tiny-linear/random_unstructured_0.3/fgsm_0.1.json").read_text())
     if data["metrics"]["clean_accuracy_drop"] > 0:
         assert outcomes.get("failed") == 1 and drop_lines
     else:
@@ -142,7 +199,7 @@ def tiny_ini_with(line: str) -> str:
         ("advprune_attacks = pgdd:0.1", "*Unknown attack 'pgdd'. Registered: *fgsm*pgd_linf*@register_attack*"),
         ("advprune_prunings = l1_unstructured:1.5", "*amount 1.5 is outside [[]0, 1)*"),
         ("advprune_attacks = fgsm:eps=-0.1", "*eps=-0.1 is negative; eps must be >= 0*"),
-        ("advprune_models = nosuchnet", "*Unknown model 'nosuchnet'. Registered: *tiny-mlp*"),
+        ("advprune_models = nosuchnet", "*Unknown model 'nosuchnet'. Registered: *tiny-linear*"),
     ],
 )
 def test_bad_matrix_entries_end_in_a_clear_message(tiny_project: pytest.Pytester, ini_line: str, message: str) -> None:
@@ -217,9 +274,9 @@ def test_project_registrations_become_cells(pytester: pytest.Pytester) -> None:
         "    check_baseline(cell_result)\n"
     )
     result = pytester.runpytest("other_project", "--update-baselines", "-v")
-    result.stdout.fnmatch_lines(["*test_robustness[[]tiny-mlp-halve_first_layer_0.5-noise_0.05[]] PASSED*"])
+    result.stdout.fnmatch_lines(["*test_robustness[[]tiny-linear-halve_first_layer_0.5-noise_0.05[]] PASSED*"])
     result.assert_outcomes(passed=1)
-    assert (pytester.path / "baselines/tiny-mlp/halve_first_layer_0.5/noise_0.05.json").is_file()
+    assert (pytester.path / "baselines/tiny-linear/halve_first_layer_0.5/noise_0.05.json").is_file()
 
 
 def test_same_verdicts_and_bytes_under_xdist(tiny_project: pytest.Pytester) -> None:
@@ -251,9 +308,9 @@ def test_timing_tests_report_speedups(tiny_project: pytest.Pytester) -> None:
         "advprune_timing_rounds=3",
     )
     result.assert_outcomes(passed=3, deselected=4)
-    result.stdout.fnmatch_lines(["*median latency per batch of 256*", "tiny-mlp*l1_unstructured_0.5*x"])
+    result.stdout.fnmatch_lines(["*median latency per batch of 256*", "tiny-linear*l1_unstructured_0.5*x"])
     benchmarks = json.loads((tiny_project.path / "bench.json").read_text())["benchmarks"]
     infos = {b["extra_info"]["pruning"]: b["extra_info"] for b in benchmarks}
     assert set(infos) == {"base", "l1_unstructured_0.5", "random_unstructured_0.3"}
     assert infos["l1_unstructured_0.5"]["amount"] == 0.5
-    assert infos["base"]["model"] == "tiny-mlp" and infos["base"]["device"] == "cpu"
+    assert infos["base"]["model"] == "tiny-linear" and infos["base"]["device"] == "cpu"

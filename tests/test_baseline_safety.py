@@ -1,0 +1,225 @@
+"""Baselines a CI gate can trust: one writer under xdist, atomic writes, unused files, CI mode, staleness."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import CELL_TEST, TINY_CONFTEST
+
+STRESS_INI = textwrap.dedent(
+    """
+    [pytest]
+    advprune_prunings =
+    {prunings}
+    advprune_attacks =
+    {attacks}
+    advprune_finetune_epochs = 0
+    advprune_max_clean_drop = 100
+    """
+)
+
+
+def baseline_tree(root: Path) -> dict[str, bytes]:
+    base = root / "baselines"
+    return {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def stress_project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """10 prunings x 20 attacks = 200 cells of the tiny model. Half of the attacks draw random starts, so
+    a cell whose numbers depended on run order or process would not reproduce."""
+    prunings = [f"    l1_unstructured:{amount / 100:g}" for amount in range(5, 55, 5)]
+    attacks = [f"    fgsm:{eps / 100:g}" for eps in range(1, 11)]
+    attacks += [f"    pgd_linf:eps={eps / 100:g},steps=2" for eps in range(1, 11)]
+    pytester.makeconftest(TINY_CONFTEST)
+    pytester.makeini(STRESS_INI.format(prunings="\n".join(prunings), attacks="\n".join(attacks)))
+    pytester.makepyfile(test_cells=CELL_TEST)
+    return pytester
+
+
+def test_parallel_update_of_200_cells_is_byte_identical_to_serial(stress_project: pytest.Pytester) -> None:
+    trees = []
+    for _ in range(3):  # three consecutive serial updates: no churn
+        result = stress_project.runpytest("--update-baselines", "-q", "-p", "no:cacheprovider")
+        result.assert_outcomes(passed=200)
+        trees.append(baseline_tree(stress_project.path))
+    assert trees[0] == trees[1] == trees[2]
+    assert len(trees[0]) == 200
+    result.stdout.fnmatch_lines(["*200 cells: 200 unchanged*"])
+
+    os.rename(stress_project.path / "baselines", stress_project.path / "serial")
+    result = stress_project.runpytest_subprocess("--update-baselines", "-n", "4", "-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=200)
+    result.stdout.fnmatch_lines(["*200 cells: 200 created*"])
+    assert baseline_tree(stress_project.path) == trees[0], "parallel and serial updates must write the same bytes"
+
+    result = stress_project.runpytest_subprocess("-n", "4", "-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=200)
+    result.stdout.fnmatch_lines(["*200 cells: 200 passed*"])
+
+
+KILL_CONFTEST = """
+
+# Kill this process (SIGKILL: no cleanup, no finally) at the moment the N-th baseline write hands its
+# bytes to the file: the worst possible time for a writer that is not atomic.
+if os.environ.get("ADVPRUNE_KILL_AT"):
+    import signal
+    import sys
+
+    from pytest_advprune.baselines import BaselineStore
+
+    _target = BaselineStore.write_path.__code__
+    _writes = [0]
+
+    def _kill_on_write(frame, event, arg):
+        if event != "c_call" or getattr(arg, "__name__", "") != "write":
+            return
+        while frame is not None:
+            if frame.f_code is _target:
+                _writes[0] += 1
+                if _writes[0] == int(os.environ["ADVPRUNE_KILL_AT"]):
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return
+            frame = frame.f_back
+
+    sys.setprofile(_kill_on_write)
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_every_file_old_or_new(
+    tiny_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny_project.makeconftest(TINY_CONFTEST + KILL_CONFTEST)
+    tiny_project.runpytest_subprocess("--update-baselines", "-p", "no:cacheprovider").assert_outcomes(passed=4)
+    old = baseline_tree(tiny_project.path)
+
+    monkeypatch.setenv("TINY_SEED", "1")  # new weights: every cell gets new content
+    monkeypatch.setenv("ADVPRUNE_KILL_AT", "3")
+    killed = tiny_project.runpytest_subprocess("--update-baselines", "-p", "no:cacheprovider")
+    assert killed.ret == -signal.SIGKILL
+
+    files = {p: b for p, b in baseline_tree(tiny_project.path).items() if p.endswith(".json")}
+    assert set(files) == set(old)
+    new_count = 0
+    for name, content in files.items():
+        data = json.loads(content)  # never truncated: always a whole JSON document
+        if content != old[name]:
+            new_count += 1
+            assert (
+                data["provenance"]["model"]["weights_fingerprint"]
+                != json.loads(old[name])["provenance"]["model"]["weights_fingerprint"]
+            )
+    assert new_count == 2, "the two writes before the kill landed, the killed one left its file as it was"
+
+    monkeypatch.delenv("ADVPRUNE_KILL_AT")
+    tiny_project.runpytest_subprocess("--update-baselines", "-p", "no:cacheprovider").assert_outcomes(passed=4)
+    assert [p for p in baseline_tree(tiny_project.path) if not p.endswith(".json")] == [], "no temp file is left"
+
+
+def test_unused_baselines_are_listed_and_pruned_only_on_an_unfiltered_run(tiny_project: pytest.Pytester) -> None:
+    tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
+    orphan = tiny_project.path / "baselines/tiny-linear/l1_unstructured_0.9/fgsm_0.1.json"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes((tiny_project.path / "baselines/tiny-linear/l1_unstructured_0.5/fgsm_0.1.json").read_bytes())
+    benchmark_run = tiny_project.path / "baselines/benchmarks/Linux-CPython/0001_run.json"
+    benchmark_run.parent.mkdir(parents=True)
+    benchmark_run.write_text("{}")
+
+    # Deselected cells still own their files: only the orphan is unused.
+    result = tiny_project.runpytest("-k", "fgsm")
+    result.assert_outcomes(passed=2, deselected=2)
+    result.stdout.fnmatch_lines(
+        ["*2 cells: 2 passed, 1 unused*", "unused baseline: baselines/tiny-linear/l1_unstructured_0.9/fgsm_0.1.json*"]
+    )
+
+    result = tiny_project.runpytest("--advprune-prune-baselines", "-k", "fgsm")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--advprune-prune-baselines refuses a filtered run (-k 'fgsm')*"])
+    assert orphan.exists()
+
+    result = tiny_project.runpytest("--advprune-prune-baselines")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*deleted unused baseline: baselines/tiny-linear/l1_unstructured_0.9/fgsm_0.1.json"])
+    assert not orphan.exists()
+    assert benchmark_run.exists(), "pytest-benchmark's storage is not a baseline"
+    assert len(baseline_tree(tiny_project.path)) == 5
+
+
+@pytest.mark.parametrize("how", ["flag", "ini", "env"])
+def test_ci_mode_refuses_writes_and_fails_on_missing(
+    tiny_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    args: list[str] = []
+    if how == "flag":
+        args = ["--advprune-ci"]
+    elif how == "ini":
+        args = ["-o", "advprune_ci=true"]
+    else:
+        monkeypatch.setenv("ADVPRUNE_CI", "1")
+    result = tiny_project.runpytest("--update-baselines", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--update-baselines is refused in CI mode*"])
+    assert not (tiny_project.path / "baselines").exists()
+
+    result = tiny_project.runpytest(*args)
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines(["*no baseline for cell*", "*create:*outside CI mode: pytest*--update-baselines*"])
+    assert not (tiny_project.path / "baselines").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "changed"),
+    [
+        (["--advprune-samples=16"], "*changed:*samples: 32 -> 16*"),
+        (["--advprune-seed=7"], "*changed:*seed: 0 -> 7*"),
+        (["-o", "advprune_finetune_epochs=2"], "*changed:*pruning.fine_tune_epochs: 1 -> 2*"),
+    ],
+)
+def test_changed_provenance_is_stale_not_regressed(
+    tiny_project: pytest.Pytester, args: list[str], changed: str
+) -> None:
+    tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
+    result = tiny_project.runpytest(*args)
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines(["*is stale: it measured something else*", changed, "*refresh:*--update-baselines"])
+    result.stdout.fnmatch_lines(["*4 cells: 4 stale*"])
+    assert "out of tolerance" not in result.stdout.str()
+
+
+def test_another_device_or_torch_version_is_one_warning(tiny_project: pytest.Pytester) -> None:
+    tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
+    for path in (tiny_project.path / "baselines").rglob("*.json"):
+        data = json.loads(path.read_text())
+        data["provenance"]["device"] = "cuda"
+        path.write_text(json.dumps(data))
+    result = tiny_project.runpytest()
+    result.assert_outcomes(passed=4)
+    warnings = [line for line in result.outlines if line.startswith("warning: ")]
+    assert len(warnings) == 1, warnings
+    assert "4 cells were compared with baselines made elsewhere (device: 'cuda' -> 'cpu')" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "problem"),
+    [
+        (lambda d: "[1, 2]", "*the top level is a list, not an object*"),
+        (lambda d: json.dumps({k: v for k, v in d.items() if k != "metrics"}), "*missing keys [[]'metrics'[]]*"),
+        (lambda d: json.dumps({**d, "schema_version": 99}), "*schema_version 99 is not supported*"),
+        (lambda d: json.dumps({**d, "metrics": {**d["metrics"], "sparsity": "high"}}), "*metric 'sparsity' is 'high'*"),
+    ],
+)
+def test_hand_edited_baseline_fails_its_cell_only(tiny_project: pytest.Pytester, corrupt: object, problem: str) -> None:
+    tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
+    path = tiny_project.path / "baselines/tiny-linear/l1_unstructured_0.5/fgsm_0.1.json"
+    path.write_text(corrupt(json.loads(path.read_text())))  # type: ignore[operator]
+    before = baseline_tree(tiny_project.path)
+    result = tiny_project.runpytest()
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines([f"*l1_unstructured_0.5/fgsm_0.1.json' is unusable: {problem}"])
+    result.stdout.fnmatch_lines(["*4 cells: 3 passed, 1 unusable*"])
+    assert baseline_tree(tiny_project.path) == before
