@@ -36,9 +36,8 @@ class Matrix:
     def cells(self) -> list[CellSpec]:
         return [CellSpec(m, p, a) for m in self.models for p in self.prunings for a in self.attacks]
 
-    @property
-    def variants(self) -> list[VariantSpec]:
-        return [VariantSpec(m, p) for m in self.models for p in (None, *self.prunings)]
+    def variants(self, batch_sizes: Sequence[int]) -> list[VariantSpec]:
+        return [VariantSpec(m, p, b) for m in self.models for p in (None, *self.prunings) for b in batch_sizes]
 
 
 def _axis(ini_specs: Sequence[str] | None, registered: list[str], defaults: Sequence[str]) -> list[str]:

@@ -37,12 +37,13 @@ class Settings:
     finetune_learning_rate: float
     threads: int
     batch_size: int
-    timing_batch_size: int
+    timing_batch_sizes: tuple[int, ...]
     timing_rounds: int
     gate: str = "both"
     alpha: float = 0.05
     ci_mode: bool = False
     prune_baselines: bool = False
+    dtype: str = "float32"
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -89,6 +90,12 @@ def add_options(parser: pytest.Parser) -> None:
         help="Delete baseline files that no cell of the matrix owns (refused on a filtered run). Default: %(default)r",
     )
     group.addoption(
+        "--advprune-dtype",
+        default=None,
+        help="Floating-point type of the timed inference: float32, float16 or bfloat16 (robustness cells always "
+        "use float32). Default: 'float32'",
+    )
+    group.addoption(
         "--advprune-gate",
         default=None,
         choices=("tolerance", "significance", "both"),
@@ -130,7 +137,7 @@ def add_options(parser: pytest.Parser) -> None:
         "advprune_threads", "Torch CPU threads while computing cells (fixed for reproducibility)", default="1"
     )
     parser.addini("advprune_batch_size", "Batch size for attacks and evaluation", default="256")
-    parser.addini("advprune_timing_batch_size", "Batch size of the timed inference", default="256")
+    parser.addini("advprune_timing_batch_sizes", "Batch sizes of the timed inference, comma-separated", default="256")
     parser.addini("advprune_timing_rounds", "Timed rounds per latency benchmark", default="30")
 
 
@@ -197,6 +204,15 @@ def resolve_device(text: str) -> str:
             f"Available: {', '.join(available)}. Use --advprune-device=cpu, or auto to pick the best one."
         )
     raise pytest.UsageError(f"--advprune-device={text!r} is not a device. Use one of: {DEVICE_CHOICES}.")
+
+
+TIMING_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def parse_dtype(text: str) -> str:
+    if text not in TIMING_DTYPES:
+        raise pytest.UsageError(f"--advprune-dtype={text!r} is not supported. Use one of: {', '.join(TIMING_DTYPES)}.")
+    return text
 
 
 def _env_flag(name: str) -> bool:
@@ -302,11 +318,15 @@ def read_settings(config: pytest.Config) -> Settings:
         batch_size=int(
             parse_number(ini("advprune_batch_size"), "advprune_batch_size", int, 1, "Use a positive integer.")
         ),
-        timing_batch_size=int(
-            parse_number(
-                ini("advprune_timing_batch_size"), "advprune_timing_batch_size", int, 1, "Use a positive integer."
+        timing_batch_sizes=tuple(
+            int(
+                parse_number(text.strip(), "advprune_timing_batch_sizes", int, 1, "Use positive integers, e.g. 1, 256.")
             )
-        ),
+            for text in ini("advprune_timing_batch_sizes").split(",")
+            if text.strip()
+        )
+        or (256,),
+        dtype=parse_dtype(option("advprune_dtype") or "float32"),
         timing_rounds=int(
             parse_number(ini("advprune_timing_rounds"), "advprune_timing_rounds", int, 1, "Use a positive integer.")
         ),

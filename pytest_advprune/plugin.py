@@ -88,7 +88,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         ]
         metafunc.parametrize("advprune_cell", cells)
     if wants_variant:
-        variants = [pytest.param(v, id=v.id, marks=getattr(pytest.mark, TIMING_MARKER)) for v in matrix.variants]
+        variants = [
+            pytest.param(v, id=v.id, marks=getattr(pytest.mark, TIMING_MARKER))
+            for v in matrix.variants(session.settings.timing_batch_sizes)
+        ]
         metafunc.parametrize("advprune_variant", variants)
 
 
@@ -108,6 +111,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    """Record what ran the timings in pytest-benchmark's saved runs and JSON output."""
+    from pytest_advprune.timing import device_description
+
+    session = config.stash[SESSION_KEY]
+    machine_info["advprune"] = {
+        **device_description(session.device),
+        "threads": session.settings.threads,
+        "dtype": session.settings.dtype,
+    }
 
 
 # --- fixtures -------------------------------------------------------------------------------------------
@@ -201,9 +217,9 @@ def inference_benchmark(
                 LATENCY_PROPERTY,
                 {
                     "model": advprune_variant.model,
-                    "variant": advprune_variant.pruning.id if advprune_variant.pruning else "base",
+                    "variant": advprune_variant.pruning_id,
                     "median": median,
-                    "batch_size": advprune_session.settings.timing_batch_size,
+                    "batch_size": advprune_variant.batch_size,
                 },
             )
         )

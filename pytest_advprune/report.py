@@ -47,8 +47,8 @@ class RunReport:
         self.write_errors: list[str] = []
         self.unused: list[Path] = []
         self.deleted: list[Path] = []
-        self.latencies: dict[tuple[str, str], float] = {}  # (model, variant) -> median seconds
-        self.timing_batch_size: int | None = None
+        self.latencies: dict[tuple[str, int, str], float] = {}  # (model, batch size, variant) -> median seconds
+        self.unmeasured_timings = 0
 
     # -- hooks -------------------------------------------------------------------------------------
 
@@ -103,9 +103,11 @@ class RunReport:
             return "write failed"
 
     def _record_latency(self, value: dict[str, Any]) -> None:
-        if value.get("median") is not None:
-            self.latencies[(str(value["model"]), str(value["variant"]))] = float(value["median"])
-            self.timing_batch_size = int(value["batch_size"])
+        if value.get("median") is None:
+            self.unmeasured_timings += 1
+        else:
+            key = (str(value["model"]), int(value["batch_size"]), str(value["variant"]))
+            self.latencies[key] = float(value["median"])
 
     def _unused_files(self) -> list[Path]:
         """Baseline files no cell of the matrix owns (deselected and skipped cells own theirs)."""
@@ -149,20 +151,24 @@ class RunReport:
         for path in self.deleted:
             lines.append(f"deleted unused baseline: {self._shown(path)}")
         lines += [f"could not write baseline {error}" for error in self.write_errors]
+        if self.unmeasured_timings:
+            lines.append(
+                f"notice: {self.unmeasured_timings} timing tests measured nothing: pytest-benchmark disables itself "
+                "under xdist (-n) or --benchmark-disable. Time serially: pytest suites/ -m advprune_timing"
+            )
         lines += self.latency_lines()
         return lines
 
     def latency_lines(self) -> list[str]:
-        """One row per pruned variant with its base: median latencies and speedup (base / pruned)."""
+        """One row per pruned variant and batch size: base and pruned median latency, speedup = base / pruned."""
         rows = []
-        for (model, variant), median in sorted(self.latencies.items()):
-            base = self.latencies.get((model, "base"))
-            if variant == "base" or base is None:
-                continue
-            rows.append((model, variant, base, median, base / median))
+        for (model, batch, variant), median in sorted(self.latencies.items()):
+            base = self.latencies.get((model, batch, "base"))
+            if variant != "base" and base is not None:
+                rows.append((model, variant, batch, base, median, base / median))
         if not rows:
             return []
-        header = f"{'model':<12}{'pruning':<24}{'base ms':>10}{'pruned ms':>11}{'speedup':>9}"
-        lines = [f"median latency per batch of {self.timing_batch_size}", header]
-        lines += [f"{m:<12}{v:<24}{b * 1e3:>10.3f}{p * 1e3:>11.3f}{s:>8.2f}x" for m, v, b, p, s in rows]
+        header = f"{'model':<12}{'pruning':<24}{'batch':>6}{'base ms':>10}{'pruned ms':>11}{'speedup':>9}"
+        lines = ["median inference latency (pytest-benchmark)", header]
+        lines += [f"{m:<12}{v:<24}{n:>6}{b * 1e3:>10.3f}{p * 1e3:>11.3f}{s:>8.2f}x" for m, v, n, b, p, s in rows]
         return lines

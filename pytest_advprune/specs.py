@@ -120,14 +120,19 @@ class CellSpec:
 
 @dataclass(frozen=True)
 class VariantSpec:
-    """A base model (``pruning is None``) or one of its pruned versions, as timed by the latency tests."""
+    """A base model (``pruning is None``) or one of its pruned versions, timed on batches of ``batch_size``."""
 
     model: str
     pruning: PruningSpec | None
+    batch_size: int = 256
+
+    @property
+    def pruning_id(self) -> str:
+        return self.pruning.id if self.pruning else "base"
 
     @property
     def id(self) -> str:
-        return f"{self.model}-{self.pruning.id if self.pruning else 'base'}"
+        return f"{self.model}-{self.pruning_id}-b{self.batch_size}"
 
 
 def parse_pruning(text: str) -> PruningSpec:

@@ -2,21 +2,44 @@
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import torch
+
     from pytest_advprune.session import AdvPruneSession
     from pytest_advprune.specs import VariantSpec
 
 WARMUP_ROUNDS = 3
 
 
+def device_description(device: torch.device) -> dict[str, Any]:
+    """What ran the timings: device, GPU model, torch and CUDA versions (for extra_info and machine info)."""
+    import torch
+
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda,
+        "cudnn_version": torch.backends.cudnn.version() if device.type == "cuda" else None,  # type: ignore[no-untyped-call]
+    }
+
+
+def timing_batch(images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``batch_size`` evaluation images, cycling through them when there are fewer."""
+    repeats = -(-batch_size // len(images))
+    return images.repeat(repeats, *([1] * (images.dim() - 1)))[:batch_size]
+
+
 def time_inference(benchmark: Any, session: AdvPruneSession, variant: VariantSpec) -> float | None:
     """Time one forward pass over a batch of evaluation images; returns the median in seconds (None when
     pytest-benchmark is disabled, as it is under xdist).
 
-    Runs under ``torch.inference_mode`` with the session's fixed CPU thread count; on CUDA each call
-    synchronizes, so the time covers the kernels and not only their launch.
+    Runs under ``torch.inference_mode`` with the session's fixed CPU thread count, after warm-up rounds;
+    on CUDA every call ends with ``torch.cuda.synchronize``, so the time covers the kernels and not only
+    their launch.
     """
     import torch
 
@@ -24,13 +47,11 @@ def time_inference(benchmark: Any, session: AdvPruneSession, variant: VariantSpe
 
     settings = session.settings
     base = session.base_model(variant.model)
-    module = base.module if variant.pruning is None else session.pruned_model(variant.model, variant.pruning).module
-    size = base.size if variant.pruning is None else session.pruned_model(variant.model, variant.pruning).size
+    model = base if variant.pruning is None else session.pruned_model(variant.model, variant.pruning)
+    dtype = getattr(torch, settings.dtype)
+    module = model.module if dtype == torch.float32 else copy.deepcopy(model.module).to(dtype)
     images = session.eval_set(base.entry.dataset).images
-    repeats = -(-settings.timing_batch_size // len(images))
-    batch = normalize(
-        images.repeat(repeats, *([1] * (images.dim() - 1)))[: settings.timing_batch_size], base.entry.normalization
-    )
+    batch = normalize(timing_batch(images, variant.batch_size), base.entry.normalization).to(dtype)
     device = session.device
     on_cuda = device.type == "cuda"
 
@@ -39,22 +60,20 @@ def time_inference(benchmark: Any, session: AdvPruneSession, variant: VariantSpe
         if on_cuda:
             torch.cuda.synchronize(device)
 
-    benchmark.group = f"{variant.model} inference"
+    benchmark.group = f"{variant.model} inference, batch {variant.batch_size}"
     benchmark.extra_info.update(
         {
             "model": variant.model,
-            "pruning": variant.pruning.id if variant.pruning else "base",
+            "pruning": variant.pruning_id,
             "pruning_method": variant.pruning.name if variant.pruning else None,
             "amount": variant.pruning.amount if variant.pruning else 0.0,
-            "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "batch_size": settings.timing_batch_size,
+            "batch_size": variant.batch_size,
+            "dtype": settings.dtype,
             "threads": settings.threads,
-            "torch_version": torch.__version__,
-            "cuda_version": torch.version.cuda,
-            "parameters": size.parameters,
-            "nonzero_parameters": size.nonzero_parameters,
-            "macs": size.macs,
+            "parameters": model.size.parameters,
+            "nonzero_parameters": model.size.nonzero_parameters,
+            "macs": model.size.macs,
+            **device_description(device),
         }
     )
     module.eval()

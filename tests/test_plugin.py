@@ -294,10 +294,11 @@ def test_same_verdicts_and_bytes_under_xdist(tiny_project: pytest.Pytester) -> N
     checked.assert_outcomes(passed=4)
 
 
+TIMING_TEST = "def test_latency(inference_benchmark):\n    inference_benchmark()\n"
+
+
 def test_timing_tests_report_speedups(tiny_project: pytest.Pytester) -> None:
-    tiny_project.makepyfile(
-        test_timing="def test_latency(inference_benchmark):\n    inference_benchmark()\n",
-    )
+    tiny_project.makepyfile(test_timing=TIMING_TEST)
     result = tiny_project.runpytest(
         "-m",
         "advprune_timing",
@@ -306,11 +307,33 @@ def test_timing_tests_report_speedups(tiny_project: pytest.Pytester) -> None:
         "no:cacheprovider",
         "-o",
         "advprune_timing_rounds=3",
+        "-o",
+        "advprune_timing_batch_sizes=1, 64",
+        "--advprune-dtype=bfloat16",
     )
-    result.assert_outcomes(passed=3, deselected=4)
-    result.stdout.fnmatch_lines(["*median latency per batch of 256*", "tiny-linear*l1_unstructured_0.5*x"])
-    benchmarks = json.loads((tiny_project.path / "bench.json").read_text())["benchmarks"]
-    infos = {b["extra_info"]["pruning"]: b["extra_info"] for b in benchmarks}
-    assert set(infos) == {"base", "l1_unstructured_0.5", "random_unstructured_0.3"}
-    assert infos["l1_unstructured_0.5"]["amount"] == 0.5
-    assert infos["base"]["model"] == "tiny-linear" and infos["base"]["device"] == "cpu"
+    result.assert_outcomes(passed=6, deselected=4)
+    result.stdout.fnmatch_lines(
+        [
+            "*median inference latency (pytest-benchmark)*",
+            "model*pruning*batch*base ms*pruned ms*speedup",
+            "tiny-linear*l1_unstructured_0.5*1*x",
+            "tiny-linear*l1_unstructured_0.5*64*x",
+        ]
+    )
+    report = json.loads((tiny_project.path / "bench.json").read_text())
+    infos = {(b["extra_info"]["pruning"], b["extra_info"]["batch_size"]): b["extra_info"] for b in report["benchmarks"]}
+    assert set(infos) == {(v, n) for v in ("base", "l1_unstructured_0.5", "random_unstructured_0.3") for n in (1, 64)}
+    info = infos[("l1_unstructured_0.5", 64)]
+    assert (info["model"], info["amount"], info["dtype"], info["device"]) == ("tiny-linear", 0.5, "bfloat16", "cpu")
+    assert info["parameters"] == 650 and info["macs"] > 0
+    assert report["machine_info"]["advprune"]["dtype"] == "bfloat16"
+    assert report["machine_info"]["advprune"]["torch_version"]
+
+
+def test_timing_under_xdist_prints_one_notice(tiny_project: pytest.Pytester) -> None:
+    tiny_project.makepyfile(test_timing=TIMING_TEST)
+    result = tiny_project.runpytest_subprocess("-m", "advprune_timing", "-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)  # xdist's controller does not count deselected items
+    notices = [line for line in result.outlines if "timing tests measured nothing" in line]
+    assert len(notices) == 1, result.stdout.str()
+    assert "pytest suites/ -m advprune_timing" in notices[0]

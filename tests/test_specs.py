@@ -86,8 +86,8 @@ def test_attack_ids(text: str, expected: str) -> None:
 def test_cell_and_variant_ids() -> None:
     cell = CellSpec("tiny-mlp", parse_pruning("l1_unstructured:0.5"), parse_attack("pgd_linf:eps=0.1,steps=20"))
     assert cell.id == "tiny-mlp-l1_unstructured_0.5-pgd_linf_0.1_steps20"
-    assert VariantSpec("tiny-mlp", None).id == "tiny-mlp-base"
-    assert VariantSpec("tiny-mlp", parse_pruning("channel:0.3")).id == "tiny-mlp-channel_0.3"
+    assert VariantSpec("tiny-mlp", None).id == "tiny-mlp-base-b256"
+    assert VariantSpec("tiny-mlp", parse_pruning("channel:0.3")).id == "tiny-mlp-channel_0.3-b256"
 
 
 @pytest.mark.parametrize(
