@@ -79,6 +79,12 @@ def _shown(path: Path, rootdir: Path) -> str:
         return str(path)
 
 
+def _importance(metric: str) -> int:
+    """Report order: accuracies (with paired statistics) first, then rates, then counts."""
+    order = (*HIGHER_IS_BETTER, *LOWER_IS_BETTER, *POINT_METRICS)
+    return order.index(metric) if metric in order else len(order)
+
+
 def _worse(metric: str, delta: float) -> bool:
     if metric in HIGHER_IS_BETTER:
         return delta < 0
@@ -98,7 +104,7 @@ def compare_metrics(
         old, new = stored.get(metric), observed.get(metric)
         if metric not in POINT_METRICS or old is None or new is None:
             if old != new:
-                changes.append(MetricChange(metric, old, new, "exact", failing=True, improved=False))
+                changes.append(MetricChange(metric, old, new, "exactly the baseline", failing=True, improved=False))
             continue
         delta = float(new) - float(old)
         tolerance = tolerance_for(metric, settings)
@@ -119,7 +125,11 @@ def compare_metrics(
         else:
             failing = beyond_tolerance and significant
         if failing or beyond_tolerance:
-            allowed = f"±{tolerance:g} points" + ("" if policy == "tolerance" else f" and p >= {settings.alpha:g}")
+            allowed = f"±{tolerance:g} points"
+            if policy != "tolerance" and paired is not None:
+                allowed = (
+                    f"p >= {settings.alpha:g}" if policy == "significance" else f"{allowed} or p >= {settings.alpha:g}"
+                )
             changes.append(MetricChange(metric, old, new, allowed, failing, False, paired))
     return changes
 
@@ -203,26 +213,20 @@ def judge(result: CellResult, store: BaselineStore, settings: Settings, *, nodei
     environment = tuple(stale_fields(result.provenance, baseline.provenance, ENVIRONMENT_FIELDS))
 
     moved = compare_metrics(result, baseline, settings)
-    failing = [change for change in moved if change.failing]
-    for change in failing:
-        headline = (
-            f"advprune: {change.metric} of cell {cell_id} changed; counts must match exactly."
-            if change.allowed == "exact"
-            else f"advprune: {change.metric} of cell {cell_id} got worse beyond the gate ({settings.gate})."
-        )
-        lines = [
-            headline,
-            _field("cell", cell_id),
-            _field("metric", change.metric),
-            _field("baseline", change.baseline),
-            _field("observed", change.observed),
-            _field("allowed", change.allowed),
-        ]
-        if change.paired is not None:
-            lines += _describe_paired(change.paired)
-        problems.append("\n".join([*lines, _field("file", shown)]))
+    failing = sorted((change for change in moved if change.failing), key=lambda change: _importance(change.metric))
     if failing:
-        problems.append(f"advprune: if the change is intended, accept it with: {refresh}")
+        lines = [
+            f"advprune: {len(failing)} metric(s) of cell {cell_id} failed the gate ({settings.gate}).",
+            _field("cell", cell_id),
+            _field("file", shown),
+        ]
+        for change in failing:
+            lines += ["", _field("metric", change.metric), _field("baseline", change.baseline)]
+            lines += [_field("observed", change.observed), _field("allowed", change.allowed)]
+            if change.paired is not None:
+                lines += _describe_paired(change.paired)
+        lines += ["", f"advprune: if the change is intended, accept it with: {refresh}"]
+        problems.append("\n".join(lines))
     if problems:
         return Verdict("failed", tuple(problems), environment_changes=environment)
     if any(change.improved for change in moved):

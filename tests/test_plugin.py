@@ -89,15 +89,15 @@ def test_metric_beyond_tolerance_fails_with_one_field_per_line(tiny_project: pyt
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*transfer_robust_accuracy of cell tiny-linear-l1_unstructured_0.5-fgsm_0.1 got worse beyond the gate*",
+            "*1 metric(s) of cell tiny-linear-l1_unstructured_0.5-fgsm_0.1 failed the gate (tolerance).",
             "*cell:*tiny-linear-l1_unstructured_0.5-fgsm_0.1",
+            "*file:*baselines/tiny-linear/l1_unstructured_0.5/fgsm_0.1.json",
             "*metric:*transfer_robust_accuracy",
             f"*baseline:*{round(observed + 10.0, 4)}",
             f"*observed:*{observed}",
             "*allowed:*±2 points",
             "*change:*+0.00 points (95% CI*",
             "*mcnemar:*0 samples regressed, 0 improved, p = 1",
-            "*file:*baselines/tiny-linear/l1_unstructured_0.5/fgsm_0.1.json",
             "*accept it with: pytest *--update-baselines",
         ]
     )
@@ -145,7 +145,7 @@ def test_weakened_model_fails_with_a_significant_mcnemar_result(
     monkeypatch.setenv("WEAKEN", "1")
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*pruned_clean_accuracy of cell tiny-linear-noisy_0.5-fgsm_0.1 got worse*"])
+    result.stdout.fnmatch_lines(["*metric(s) of cell tiny-linear-noisy_0.5-fgsm_0.1 failed the gate (both)*"])
     p_values = [float(line.rsplit("p = ", 1)[1]) for line in result.outlines if "mcnemar:" in line]
     assert p_values, result.stdout.str()
     assert min(p_values) < 0.05
