@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from pytest_advprune.checkpoints import load_model, load_state_dict
 from pytest_advprune.registry import register_attack, register_dataset, register_model, register_pruning
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "register_attack", "register_dataset", "register_model", "register_pruning"]
+__all__ = [
+    "__version__",
+    "load_model",
+    "load_state_dict",
+    "register_attack",
+    "register_dataset",
+    "register_model",
+    "register_pruning",
+]

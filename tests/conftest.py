@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+import torch
 
 from pytest_advprune.builtins import load_builtins
 from pytest_advprune.data import Dataset
@@ -104,6 +105,23 @@ CELL_TEST = textwrap.dedent(
         check_baseline(cell_result)
     """
 )
+
+
+def tiny_conv_net(seed: int = 0) -> torch.nn.Module:
+    """A seeded, untrained conv net with BatchNorm for 1x8x8 inputs: small enough for unit tests."""
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 10),
+    ).eval()
 
 
 @pytest.fixture

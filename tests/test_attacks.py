@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_conv_net
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -28,20 +29,6 @@ BOUNDED = [
     "mifgsm:eps=0.1,steps=3",
     "square:eps=0.1,n_queries=10",
 ]
-
-
-def tiny_conv_net(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1),
-        nn.BatchNorm2d(4),
-        nn.ReLU(),
-        nn.Conv2d(4, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 10),
-    ).eval()
 
 
 def linear_teacher(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:

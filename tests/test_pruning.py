@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import tiny_conv_net
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -28,20 +29,6 @@ from pytest_advprune.registry import PRUNINGS, PruningEntry
 
 ONE_EPOCH = FineTuneSettings(epochs=1)
 AMOUNTS = st.sampled_from([0.1, 0.3, 0.5, 0.7])
-
-
-def tiny_conv_net(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1),
-        nn.BatchNorm2d(4),
-        nn.ReLU(),
-        nn.Conv2d(4, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 10),
-    ).eval()
 
 
 def tiny_mlp(seed: int = 0) -> nn.Module:

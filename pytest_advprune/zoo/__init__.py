@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
+from pytest_advprune.checkpoints import load_model
 from pytest_advprune.zoo.architectures import LENET_MEAN, LENET_STD, MLP, VGG, LeNet, MobileNet, ResNet
 
 __all__ = [
@@ -71,7 +71,4 @@ def load(name: str) -> nn.Module:
         raise FileNotFoundError(
             f"zoo weights for {name!r} not found at {path}; regenerate them with `{TRAIN_COMMAND} --models {name}`"
         )
-    model = build(name)
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state_dict)
-    return model.eval()
+    return load_model(build(name), path)  # tensors only: weights_only=True
