@@ -6,6 +6,7 @@ label-preserving change, and an L2 epsilon of 0.5 is the same budget as changing
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -77,6 +78,22 @@ def autoattack(model: nn.Module, eps: float, n_classes: int, seed: int = 0) -> A
     import torchattacks
 
     return torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=n_classes, seed=seed)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class AttackGenerator:
+    """A cell's attack, ready to run against any model: ``generator(model, images, labels)`` returns
+    adversarial images in [0, 1], with the cell's parameters, normalization and seed."""
+
+    entry: AttackEntry
+    params: dict[str, ParamValue]
+    normalization: Normalization | None
+    seed: int
+    batch_size: int = 256
+
+    def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        attack = build_attack(self.entry, self.params, model, self.normalization, self.seed)
+        return craft(attack, self.entry, self.params, images, labels, self.normalization, self.seed, self.batch_size)
 
 
 def build_attack(

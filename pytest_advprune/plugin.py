@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from pytest_advprune.attacks import AttackGenerator
     from pytest_advprune.cell import CellResult
+    from pytest_advprune.data import Dataset
     from pytest_advprune.session import AdvPruneSession
     from pytest_advprune.specs import CellSpec, VariantSpec
 
@@ -145,6 +147,28 @@ def advprune_cell() -> CellSpec:
 def advprune_variant() -> VariantSpec:
     """The (model, pruning or base) of this latency test; parametrized by the plugin from the matrix."""
     raise pytest.UsageError("advprune_variant is parametrized by pytest-advprune; the matrix is empty for this test.")
+
+
+@pytest.fixture
+def advprune_dataset(advprune_session: AdvPruneSession, advprune_cell: CellSpec) -> Dataset:
+    """The cell's dataset (images in [0, 1], train and eval splits), loaded once per session."""
+    return advprune_session.dataset(advprune_session.base_model(advprune_cell.model).entry.dataset)
+
+
+@pytest.fixture
+def adversarial_attack(advprune_session: AdvPruneSession, advprune_cell: CellSpec) -> AttackGenerator:
+    """The cell's attack as a generator: ``adversarial_attack(model, images, labels)`` -> adversarial images."""
+    from pytest_advprune.attacks import AttackGenerator
+    from pytest_advprune.specs import derive_seed
+
+    base = advprune_session.base_model(advprune_cell.model)
+    return AttackGenerator(
+        advprune_cell.attack.entry,
+        advprune_cell.attack.kwargs,
+        base.entry.normalization,
+        derive_seed(advprune_session.settings.seed, "fixture", advprune_cell.id),
+        advprune_session.settings.batch_size,
+    )
 
 
 @pytest.fixture

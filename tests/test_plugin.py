@@ -337,3 +337,26 @@ def test_timing_under_xdist_prints_one_notice(tiny_project: pytest.Pytester) -> 
     notices = [line for line in result.outlines if "timing tests measured nothing" in line]
     assert len(notices) == 1, result.stdout.str()
     assert "pytest suites/ -m advprune_timing" in notices[0]
+
+
+def test_fixtures_expose_the_pieces_of_a_cell(tiny_project: pytest.Pytester) -> None:
+    tiny_project.makepyfile(
+        test_pieces="""
+        import torch
+
+        def test_pieces(advprune_cell, advprune_dataset, base_model, pruned_model, adversarial_attack,
+                        base_adversarial_examples, cell_result):
+            assert advprune_dataset.name == "tiny"
+            assert pruned_model is not base_model
+            images, labels = advprune_dataset.eval_images, advprune_dataset.eval_labels
+            # The generator crafts with the cell's parameters: FGSM is deterministic, so crafting on the
+            # base model again gives the examples every pruning of this base shares.
+            if advprune_cell.attack.name == "fgsm":
+                assert torch.equal(adversarial_attack(base_model, images, labels), base_adversarial_examples)
+            delta = (base_adversarial_examples - images).abs().max().item()
+            assert delta <= advprune_cell.attack.kwargs["eps"] + 1e-6
+            transfer = (pruned_model(base_adversarial_examples).argmax(1) == labels).float().mean().item()
+            assert abs(100 * transfer - cell_result.metrics["transfer_robust_accuracy"]) < 1e-3
+        """
+    )
+    tiny_project.runpytest("test_pieces.py").assert_outcomes(passed=4)
