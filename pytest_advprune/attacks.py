@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pytest_advprune.evaluation import normalize
+from pytest_advprune.evaluation import PixelSpace, denormalize, normalize
 from pytest_advprune.registry import AttackCallable, AttackEntry, Normalization, ParamValue, register_attack
 
 
@@ -103,7 +103,12 @@ def build_attack(
     normalization: Normalization | None,
     seed: int,
 ) -> AttackCallable:
-    """Instantiate ``entry`` against ``model``. A factory that takes ``seed`` gets the cell's seed."""
+    """Instantiate ``entry`` against ``model``. A factory that takes ``seed`` gets the cell's seed.
+
+    For a model that expects normalized inputs, a torchattacks attack is told so
+    (``set_normalization_used``); any other callable is built against the model wrapped in
+    ``PixelSpace``, so it sees a model of [0, 1] images either way.
+    """
     import inspect
 
     kwargs: dict[str, Any] = dict(params)
@@ -113,12 +118,15 @@ def build_attack(
     if normalization is not None:
         set_normalization_used = getattr(attack, "set_normalization_used", None)
         if set_normalization_used is None:
-            raise TypeError(
-                f"Attack {entry.name!r} returned {type(attack).__name__}, which has no set_normalization_used(); "
-                "models registered with normalization=... need torchattacks-style attacks."
-            )
+            return entry.factory(PixelSpace(model, normalization), **kwargs)
         set_normalization_used(mean=list(normalization[0]), std=list(normalization[1]))
     return attack
+
+
+def takes_normalized_inputs(attack: AttackCallable) -> bool:
+    """Whether ``attack`` was told about normalization (torchattacks): it then takes and returns
+    normalized images."""
+    return getattr(attack, "normalization_used", None) is not None
 
 
 def project(adversarial: torch.Tensor, images: torch.Tensor, norm: str | None, eps: float | None) -> torch.Tensor:
@@ -151,17 +159,17 @@ def craft(
 ) -> torch.Tensor:
     """Adversarial versions of ``images`` (pixel space, [0, 1]), crafted batch by batch.
 
-    With a normalized model, torchattacks expects normalized inputs and returns normalized outputs
-    (``set_normalization_used``); epsilons still apply in pixel space.
+    A torchattacks attack told about normalization (``set_normalization_used``) takes and returns
+    normalized images; any other attack works in pixel space. Epsilons apply in pixel space either way.
     """
     torch.manual_seed(seed)  # random starts (PGD) draw from the global generator
     eps = params.get("eps")
     outputs = []
     for start in range(0, len(images), batch_size):
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
-        adv = attack(normalize(x, normalization), y)
-        if normalization is not None:
-            mean, std = (torch.tensor(v, dtype=adv.dtype, device=adv.device).view(1, -1, 1, 1) for v in normalization)
-            adv = adv * std + mean
+        if normalization is not None and takes_normalized_inputs(attack):
+            adv = denormalize(attack(normalize(x, normalization), y), normalization)
+        else:
+            adv = attack(x, y)
         outputs.append(project(adv.detach(), x, entry.norm, float(eps) if isinstance(eps, (int, float)) else None))
     return torch.cat(outputs) if outputs else images.clone()

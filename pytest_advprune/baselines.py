@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_advprune.cell import CellResult
-from pytest_advprune.metrics import OUTCOME_NAMES
+from pytest_advprune.metrics import DIGITS, OUTCOME_NAMES, OUTCOME_OF_METRIC, percent
 from pytest_advprune.specs import CellSpec
 
 SCHEMA_VERSION = 1
@@ -35,6 +36,7 @@ class BaselineFileError(ValueError):
             "re-create it with --update-baselines."
         )
         self.path = path
+        self.problem = problem
 
 
 def pack_bits(values: list[bool]) -> str:
@@ -181,6 +183,8 @@ def parse_baseline(path: Path, data: Any) -> Baseline:
     for name, value in data["metrics"].items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise BaselineFileError(path, f"metric {name!r} is {value!r}, not a number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BaselineFileError(path, f"metric {name!r} is {value!r}, not a finite number")
     outcomes_data = data["outcomes"]
     samples = outcomes_data.get("samples")
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
@@ -193,4 +197,12 @@ def parse_baseline(path: Path, data: Any) -> Baseline:
             outcomes[name] = unpack_bits(outcomes_data[name], samples)
         except ValueError as error:
             raise BaselineFileError(path, f"outcomes.{name} is not valid packed bits ({error})") from None
+    for metric, outcome in OUTCOME_OF_METRIC.items():
+        stored = data["metrics"].get(metric)
+        implied = percent(sum(outcomes[outcome]), samples)
+        if stored is not None and implied is not None and abs(stored - implied) > 0.5 * 10.0**-DIGITS + 1e-9:
+            # The paired statistics read the outcomes: a metric edited alone would never be checked.
+            raise BaselineFileError(
+                path, f"metric {metric!r} is {stored!r} but its per-sample outcomes give {implied!r} (edited by hand?)"
+            )
     return Baseline(path, data["provenance"], data["metrics"], outcomes)

@@ -15,6 +15,25 @@ def normalize(images: torch.Tensor, normalization: Normalization | None) -> torc
     return (images - mean) / std
 
 
+def denormalize(images: torch.Tensor, normalization: Normalization | None) -> torch.Tensor:
+    if normalization is None:
+        return images
+    mean, std = (torch.tensor(v, dtype=images.dtype, device=images.device).view(1, -1, 1, 1) for v in normalization)
+    return images * std + mean
+
+
+class PixelSpace(nn.Module):
+    """``model`` behind its normalization: takes images in [0, 1]."""
+
+    def __init__(self, model: nn.Module, normalization: Normalization) -> None:
+        super().__init__()
+        self.model = model
+        self.normalization = normalization
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return forward_in_pixel_space(self.model, images, self.normalization)
+
+
 def forward_in_pixel_space(model: nn.Module, images: torch.Tensor, normalization: Normalization | None) -> torch.Tensor:
     logits: torch.Tensor = model(normalize(images, normalization))
     return logits

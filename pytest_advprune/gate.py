@@ -5,13 +5,15 @@ fails the cell; improvements never fail (they are reported: the baseline is out 
 
 - ``tolerance``: the change exceeds the metric's tolerance (in points);
 - ``significance``: McNemar's exact test on the per-sample outcomes rejects "no change" at
-  ``advprune_alpha`` (metrics without per-sample outcomes fall back to the tolerance);
+  ``advprune_alpha``;
 - ``both`` (default): the change exceeds the tolerance *and* is significant. A CI gate should stop a
   merge for a drop that is large enough to matter and unlikely to come from a handful of borderline
   samples flipping; tolerance alone fails on such flips when samples are few, significance alone
   fails on negligible but real changes when samples are many.
 
-Counts (parameters, MACs, samples) must match exactly under every policy.
+Under ``significance`` and ``both``, the attack success rates and the clean-accuracy drop (functions of
+the accuracies) are reported but do not fail a cell on their own; sparsity, which has no sampling
+noise, keeps its tolerance. Counts (parameters, MACs, samples) must match exactly under every policy.
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ from pytest_advprune.baselines import (
     to_json_value,
 )
 from pytest_advprune.cell import CellResult
-from pytest_advprune.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER, OUTCOME_OF_METRIC, POINT_METRICS
+from pytest_advprune.metrics import (
+    DERIVED_METRICS,
+    HIGHER_IS_BETTER,
+    LOWER_IS_BETTER,
+    OUTCOME_OF_METRIC,
+    POINT_METRICS,
+)
 from pytest_advprune.options import Settings
 from pytest_advprune.paired import PairedChange, paired_change
 
@@ -118,15 +126,21 @@ def compare_metrics(
             if beyond_tolerance:
                 changes.append(MetricChange(metric, old, new, f"±{tolerance:g} points", False, True, paired))
             continue
-        if policy == "tolerance" or significant is None:
+        if policy == "tolerance":
             failing = beyond_tolerance
+        elif significant is None:
+            # Rates and the clean-accuracy drop are functions of the accuracies, which carry the paired
+            # test: letting them fail on tolerance alone would turn 'both' back into 'tolerance'.
+            failing = beyond_tolerance and metric not in DERIVED_METRICS
         elif policy == "significance":
             failing = significant
         else:
             failing = beyond_tolerance and significant
         if failing or beyond_tolerance:
             allowed = f"±{tolerance:g} points"
-            if policy != "tolerance" and paired is not None:
+            if policy != "tolerance" and metric in DERIVED_METRICS:
+                allowed = "judged through the accuracies it derives from"
+            elif policy != "tolerance" and paired is not None:
                 allowed = (
                     f"p >= {settings.alpha:g}" if policy == "significance" else f"{allowed} or p >= {settings.alpha:g}"
                 )
@@ -193,9 +207,12 @@ def judge(result: CellResult, store: BaselineStore, settings: Settings, *, nodei
     try:
         baseline = store.load(result.cell)
     except BaselineFileError as error:
-        return Verdict(
-            "unusable", (*problems, f"advprune: {error}\n{_field('cell', cell_id)}\n{_field('fix', refresh)}")
-        )
+        lines = [
+            f"advprune: baseline file {shown!r} is unusable: {error.problem}.",
+            _field("cell", cell_id),
+            _field("fix", f"restore it (git checkout -- {shown}) or re-create it: {refresh}"),
+        ]
+        return Verdict("unusable", (*problems, "\n".join(lines)))
     if baseline is None:
         missing = [f"advprune: no baseline for cell {cell_id}.", _field("file", shown)]
         if settings.ci_mode:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pytest_advprune.options import Settings
-from pytest_advprune.registry import ATTACKS, MODELS, PRUNINGS, RegistryError
+from pytest_advprune.registry import ATTACKS, DATASETS, MODELS, PRUNINGS, RegistryError
 from pytest_advprune.specs import AttackSpec, CellSpec, PruningSpec, SpecError, VariantSpec, parse_attack, parse_pruning
 
 DEFAULT_MODELS = ("lenet", "mlp", "mobilenet", "resnet", "vgg")
@@ -77,7 +77,7 @@ def build_matrix(settings: Settings) -> Matrix:
     model_names = _axis(settings.model_specs, user_models, DEFAULT_MODELS)
     with _source("advprune_models", settings.model_specs):
         for name in model_names:
-            MODELS.get(name)
+            DATASETS.get(MODELS.get(name).dataset)
     with _source("advprune_prunings", settings.pruning_specs):
         prunings = [parse_pruning(s) for s in _axis(settings.pruning_specs, user_prunings, DEFAULT_PRUNINGS)]
     with _source("advprune_attacks", settings.attack_specs):

@@ -52,6 +52,8 @@ LOWER_IS_BETTER = (
     "pruned_attack_success_rate",
     "transfer_attack_success_rate",
 )
+# Functions of the accuracies: under a significance-based gate they are judged through those.
+DERIVED_METRICS = LOWER_IS_BETTER
 # The per-sample outcomes each accuracy is the mean of: the pairs McNemar's test compares.
 OUTCOME_OF_METRIC = {
     "base_clean_accuracy": "base_clean",
@@ -96,7 +98,9 @@ def compute_metrics(
         return percent(sum(bool(v) for v in outcomes[name]), n)
 
     base_clean, pruned_clean = accuracy("base_clean"), accuracy("pruned_clean")
-    drop = None if base_clean is None or pruned_clean is None else round(base_clean - pruned_clean, DIGITS)
+    # From the counts, not from the rounded accuracies, so it carries one rounding only.
+    hits = {name: sum(bool(v) for v in outcomes[name]) for name in ("base_clean", "pruned_clean")}
+    drop = None if n == 0 else round(100.0 * (hits["base_clean"] - hits["pruned_clean"]) / n, DIGITS)
     return {
         "samples": n,
         "base_clean_accuracy": base_clean,

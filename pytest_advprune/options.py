@@ -235,6 +235,10 @@ def active_filters(config: pytest.Config) -> list[str]:
             filters.append(f"--advprune-{axis}")
     if any("::" in str(arg) for arg in config.args):
         filters.append("node ids")
+    for override in config.getoption("override_ini", None) or []:
+        key = str(override).partition("=")[0].strip()
+        if key in ("advprune_models", "advprune_prunings", "advprune_attacks", "advprune_baselines_dir"):
+            filters.append(f"-o {key}")
     return filters
 
 

@@ -146,21 +146,46 @@ def random_unstructured(model: nn.Module, amount: float, context: PruningContext
     return _global_unstructured(model, amount, prune.RandomUnstructured)
 
 
+def batchnorm_after(model: nn.Module) -> dict[nn.Module, nn.Module]:
+    """Each Conv/Linear layer mapped to the BatchNorm that directly follows it in definition order and
+    normalizes its outputs (the Conv -> BN -> ReLU pattern)."""
+    pairs: dict[nn.Module, nn.Module] = {}
+    previous: nn.Module | None = None
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            previous = module
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and previous is not None:
+            out_features = previous.out_channels if isinstance(previous, nn.Conv2d) else previous.out_features
+            if module.num_features == out_features:
+                pairs[previous] = module
+            previous = None
+    return pairs
+
+
 @register_pruning("l1_filter", default_amount=0.3, builtin=True)
 def l1_filter(model: nn.Module, amount: float, context: PruningContext) -> nn.Module:
     """Per layer, zero the ``amount`` fraction of output filters (neurons) with the smallest L1 norm.
 
-    Filters are masked, not removed: the tensor shapes and the arithmetic stay the same. The classifier
-    keeps all its outputs. Depthwise convolutions are skipped: each of their filters is one channel's
-    only path, and zeroing it is channel pruning, which ``channel`` does properly.
+    A pruned filter's bias and the scale and shift of the BatchNorm channel it feeds are masked too, so
+    the channel outputs zero, as if the filter were removed (otherwise it would still emit a learned
+    constant). Masked, not removed: tensor shapes and arithmetic stay the same. The classifier keeps all
+    its outputs. Depthwise convolutions are skipped: each of their filters is one channel's only path,
+    and zeroing it is channel pruning, which ``channel`` does properly.
     """
     classifier = classifier_layer(model)
+    batchnorms = batchnorm_after(model)
     for layer in prunable_layers(model):
-        if layer is classifier:
-            continue
-        if isinstance(layer, nn.Conv2d) and layer.groups > 1:
+        if layer is classifier or (isinstance(layer, nn.Conv2d) and layer.groups > 1):
             continue
         prune.ln_structured(layer, "weight", amount=amount, n=1, dim=0)  # type: ignore[no-untyped-call]
+        mask = layer.get_buffer("weight_mask")
+        kept = mask.flatten(1).any(dim=1).to(mask.dtype)
+        if layer.bias is not None:
+            prune.custom_from_mask(layer, "bias", kept)  # type: ignore[no-untyped-call]
+        batchnorm = batchnorms.get(layer)
+        if batchnorm is not None and batchnorm.affine:
+            prune.custom_from_mask(batchnorm, "weight", kept)  # type: ignore[no-untyped-call]
+            prune.custom_from_mask(batchnorm, "bias", kept)  # type: ignore[no-untyped-call]
     return model
 
 

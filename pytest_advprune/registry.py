@@ -175,11 +175,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _check_name(name: str, kind: str) -> None:
     # Names become path components of baseline files and parts of test ids.
-    if not name or not all(ch.isalnum() or ch in "_." for ch in name.replace("-", "_")):
+    if not name or name.startswith(".") or not all(ch.isalnum() or ch in "_." for ch in name.replace("-", "_")):
         raise RegistryError(
             f"Invalid {kind} name {name!r}: use letters, digits, '-', '_' and '.' only "
-            "(it becomes part of test ids and baseline paths)."
+            "(it becomes part of test ids and baseline paths), not starting with '.'."
         )
+    if kind == "model" and name == "benchmarks":
+        raise RegistryError("Model name 'benchmarks' is reserved: baselines/benchmarks/ holds pytest-benchmark runs.")
 
 
 def register_dataset(name: str, *, builtin: bool = False) -> Callable[[F], F]:

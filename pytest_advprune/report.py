@@ -36,6 +36,10 @@ VERDICT_PROPERTY = "advprune_verdict"
 LATENCY_PROPERTY = "advprune_latency"
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 class RunReport:
     def __init__(self, session: AdvPruneSession, rootdir: Path) -> None:
         self.session = session
@@ -98,7 +102,7 @@ class RunReport:
         path = self.store.root / str(value["file"])
         try:
             return self.store.write_path(path, baseline)
-        except OSError as error:
+        except (OSError, ValueError) as error:
             self.write_errors.append(f"{path}: {error}")
             return "write failed"
 
@@ -136,14 +140,14 @@ class RunReport:
                 parts.append(f"{len(self.unused)} unused")
             if self.deleted:
                 parts.append(f"{len(self.deleted)} deleted")
-            lines.append(f"{len(self.verdicts)} cells: " + ", ".join(parts))
+            lines.append(f"{_count(len(self.verdicts), 'cell')}: " + ", ".join(parts))
         if self.verdicts.values() and "improved" in self.verdicts.values():
             lines.append(
                 "improved cells passed, but their baselines are out of date: refresh them with --update-baselines"
             )
         for change, count in sorted(self.environment_changes.items()):
             lines.append(
-                f"warning: {count} cells were compared with baselines made elsewhere ({change}); "
+                f"warning: {_count(count, 'cell')} compared with baselines made elsewhere ({change}); "
                 "numbers may move slightly, within tolerance"
             )
         for path in self.unused:
@@ -153,8 +157,9 @@ class RunReport:
         lines += [f"could not write baseline {error}" for error in self.write_errors]
         if self.unmeasured_timings:
             lines.append(
-                f"notice: {self.unmeasured_timings} timing tests measured nothing: pytest-benchmark disables itself "
-                "under xdist (-n) or --benchmark-disable. Time serially: pytest suites/ -m advprune_timing"
+                f"notice: {_count(self.unmeasured_timings, 'timing test')} measured nothing: pytest-benchmark "
+                "disables itself under xdist (-n) or --benchmark-disable. "
+                "Time serially: pytest suites/ -m advprune_timing"
             )
         lines += self.latency_lines()
         return lines

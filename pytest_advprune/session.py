@@ -8,6 +8,7 @@ gives the same numbers whatever order or process it runs in.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from pytest_advprune.data import Dataset
     from pytest_advprune.matrix import Matrix
     from pytest_advprune.metrics import SizeFigures
+    from pytest_advprune.pruning import FineTuneSettings
     from pytest_advprune.registry import ModelEntry
 
 
@@ -45,10 +47,10 @@ class PrunedModel:
     spec: PruningSpec
     module: nn.Module
     size: SizeFigures
-    clean_accuracy_drop: float | None = None
 
 
 def weights_fingerprint(module: nn.Module) -> str:
+    """SHA-256 over the state dict's tensors in key order, plus a digest of the key names."""
     import hashlib
 
     from pytest_advprune.data import fingerprint_tensors
@@ -79,8 +81,26 @@ class AdvPruneSession:
             from pytest_advprune.matrix import build_matrix
 
             load_builtins()
-            self._matrix = build_matrix(self.settings)
+            matrix = build_matrix(self.settings)
+            self._check_samples(matrix)
+            self._matrix = matrix
         return self._matrix
+
+    def _check_samples(self, matrix: Matrix) -> None:
+        """--advprune-samples must fit every dataset of the matrix: a usage error before any cell runs."""
+        from pytest_advprune.matrix import MatrixError
+        from pytest_advprune.registry import MODELS
+
+        wanted = self.settings.samples
+        if wanted is None:
+            return
+        for name in sorted({MODELS.get(model).dataset for model in matrix.models}):
+            available = len(self.dataset(name).eval_labels)
+            if wanted > available:
+                raise MatrixError(
+                    f"--advprune-samples={wanted} exceeds the {available} evaluation images of dataset {name!r}. "
+                    f"Use at most {available}, or omit it to use all."
+                )
 
     # -- cached building blocks --------------------------------------------------------------------
 
@@ -90,7 +110,7 @@ class AdvPruneSession:
 
         return torch.device(self.settings.device)
 
-    def threads(self) -> Any:
+    def threads(self) -> AbstractContextManager[None]:
         from pytest_advprune.pruning import torch_threads
 
         return torch_threads(self.settings.threads)
@@ -158,7 +178,7 @@ class AdvPruneSession:
         return self._pruned[key]
 
     @property
-    def fine_tune_settings(self) -> Any:
+    def fine_tune_settings(self) -> FineTuneSettings:
         from pytest_advprune.pruning import FineTuneSettings
 
         return FineTuneSettings(

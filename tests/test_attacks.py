@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -324,16 +325,6 @@ def test_build_attack_passes_the_seed_only_to_factories_that_take_it() -> None:
     assert plain.normalization == {"mean": [0.3], "std": [0.4]}
 
 
-def test_build_attack_rejects_a_plain_callable_for_a_normalized_model() -> None:
-    def factory(model: nn.Module) -> Any:
-        return lambda images, labels: images
-
-    entry = AttackEntry("plain", factory, "test")
-    assert build_attack(entry, {}, tiny_conv_net(), None, 0) is not None
-    with pytest.raises(TypeError, match="set_normalization_used"):
-        build_attack(entry, {}, tiny_conv_net(), NORMALIZATION, 0)
-
-
 @pytest.mark.parametrize(("norm", "eps"), [("Linf", 0.1), ("L2", 0.5), (None, None)])
 def test_craft_projects_whatever_the_attack_returns(norm: str | None, eps: float | None) -> None:
     entry = AttackEntry("wild", lambda model, **params: RecordingAttack(), "test", norm=norm)
@@ -344,3 +335,43 @@ def test_craft_projects_whatever_the_attack_returns(norm: str | None, eps: float
     assert_in_threat_model(adv, images, norm, eps)
     if norm is None:
         assert torch.equal(adv, torch.ones_like(images))
+
+
+def test_plain_callable_attack_on_a_normalized_model_sees_pixel_space() -> None:
+    """A project's own attack (no set_normalization_used) gets the model behind its normalization."""
+    from pytest_advprune.evaluation import PixelSpace, forward_in_pixel_space
+
+    normalization = ((0.3,), (0.4,))
+    model = tiny_conv_net()
+    seen: list[nn.Module] = []
+
+    def sign_step(target: nn.Module, eps: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        seen.append(target)
+
+        def attack(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            images = images.clone().requires_grad_(True)
+            loss = nn.functional.cross_entropy(target(images), labels)
+            (grad,) = torch.autograd.grad(loss, images)
+            return (images + eps * grad.sign()).detach()
+
+        return attack
+
+    entry = AttackEntry("sign_step", sign_step, "test", {"eps": 0.1}, "eps", "Linf")
+    images = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(6) % 10
+    adversarial = craft(
+        build_attack(entry, {"eps": 0.1}, model, normalization, 0),
+        entry,
+        {"eps": 0.1},
+        images,
+        labels,
+        normalization,
+        0,
+    )
+    assert isinstance(seen[-1], PixelSpace)
+    # The same step computed by hand through the normalization, in pixel space.
+    pixels = images.clone().requires_grad_(True)
+    loss = nn.functional.cross_entropy(forward_in_pixel_space(model, pixels, normalization), labels)
+    (grad,) = torch.autograd.grad(loss, pixels)
+    expected = (images + 0.1 * grad.sign()).clamp(0, 1)
+    assert torch.allclose(adversarial, expected, atol=1e-6)

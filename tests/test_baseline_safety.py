@@ -201,7 +201,7 @@ def test_another_device_or_torch_version_is_one_warning(tiny_project: pytest.Pyt
     result.assert_outcomes(passed=4)
     warnings = [line for line in result.outlines if line.startswith("warning: ")]
     assert len(warnings) == 1, warnings
-    assert "4 cells were compared with baselines made elsewhere (device: 'cuda' -> 'cpu')" in warnings[0]
+    assert "4 cells compared with baselines made elsewhere (device: 'cuda' -> 'cpu')" in warnings[0]
 
 
 @pytest.mark.parametrize(
@@ -223,3 +223,11 @@ def test_hand_edited_baseline_fails_its_cell_only(tiny_project: pytest.Pytester,
     result.stdout.fnmatch_lines([f"*l1_unstructured_0.5/fgsm_0.1.json' is unusable: {problem}"])
     result.stdout.fnmatch_lines(["*4 cells: 3 passed, 1 unusable*"])
     assert baseline_tree(tiny_project.path) == before
+
+
+def test_pruning_refuses_an_ini_override_of_the_matrix(tiny_project: pytest.Pytester) -> None:
+    tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
+    result = tiny_project.runpytest("--advprune-prune-baselines", "-o", "advprune_attacks=fgsm:0.1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*refuses a filtered run (-o advprune_attacks)*"])
+    assert len(baseline_tree(tiny_project.path)) == 4

@@ -123,13 +123,9 @@ def test_compute_metrics_matches_numpy(
         numpy_success_rate(outcomes["pruned_clean"], outcomes["transfer_adversarial"]),
     )
 
-    # The drop is the difference of the two reported accuracies (each already rounded) ...
-    base_clean, pruned_clean = metrics["base_clean_accuracy"], metrics["pruned_clean_accuracy"]
-    assert isinstance(base_clean, float) and isinstance(pruned_clean, float)
-    assert metrics["clean_accuracy_drop"] == pytest.approx(base_clean - pruned_clean, abs=1e-9)
-    # ... and so within two roundings of the exact difference.
+    # The drop is the exact difference of the two accuracies, rounded once.
     exact_drop = numpy_accuracy(outcomes["base_clean"]) - numpy_accuracy(outcomes["pruned_clean"])
-    assert abs(float(metrics["clean_accuracy_drop"]) - exact_drop) <= 2 * ROUNDING  # type: ignore[arg-type]
+    assert_rounded(metrics["clean_accuracy_drop"], exact_drop)
 
     assert metrics["base_parameters"] == base.parameters
     assert metrics["pruned_parameters"] == pruned.parameters

@@ -71,19 +71,33 @@ def test_baseline_lifecycle(tiny_project: pytest.Pytester, monkeypatch: pytest.M
     tiny_project.runpytest().assert_outcomes(passed=4)
 
 
-def edit_metric(path: Path, metric: str, delta: float) -> float:
-    """Shift one stored metric by ``delta``; returns the value the run will observe."""
+def shift_baseline(path: Path, metric: str, outcome: str, flips: int) -> tuple[float, float]:
+    """Make the stored baseline ``flips`` samples better (> 0) or worse (< 0) on ``metric``, by flipping
+    per-sample outcomes and recomputing the metric from them, as a real earlier run would have stored it.
+    Returns (stored, observed)."""
+    from pytest_advprune.baselines import pack_bits, unpack_bits
+
     data = json.loads(path.read_text())
+    samples = data["outcomes"]["samples"]
+    bits = unpack_bits(data["outcomes"][outcome], samples)
+    wanted = flips > 0  # make wrong samples right, or right ones wrong
+    indices = [i for i, correct in enumerate(bits) if correct != wanted][: abs(flips)]
+    assert len(indices) == abs(flips), "not enough samples to flip"
+    for i in indices:
+        bits[i] = wanted
     observed = data["metrics"][metric]
-    data["metrics"][metric] = round(observed + delta, 4)
+    data["outcomes"][outcome] = pack_bits(bits)
+    data["metrics"][metric] = round(100.0 * sum(bits) / samples, 4)
     path.write_text(json.dumps(data))
-    return float(observed)
+    return data["metrics"][metric], observed
 
 
 def test_metric_beyond_tolerance_fails_with_one_field_per_line(tiny_project: pytest.Pytester) -> None:
     tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
     path = tiny_project.path / "baselines/tiny-linear/l1_unstructured_0.5/fgsm_0.1.json"
-    observed = edit_metric(path, "transfer_robust_accuracy", +10.0)
+    # The baseline was 2 of 32 samples (6.25 points) better: beyond the 2-point tolerance, but two flips
+    # are not significant (McNemar p = 0.5).
+    stored, observed = shift_baseline(path, "transfer_robust_accuracy", "transfer_adversarial", +2)
 
     result = tiny_project.runpytest("--advprune-gate=tolerance")
     result.assert_outcomes(passed=3, failed=1)
@@ -93,27 +107,39 @@ def test_metric_beyond_tolerance_fails_with_one_field_per_line(tiny_project: pyt
             "*cell:*tiny-linear-l1_unstructured_0.5-fgsm_0.1",
             "*file:*baselines/tiny-linear/l1_unstructured_0.5/fgsm_0.1.json",
             "*metric:*transfer_robust_accuracy",
-            f"*baseline:*{round(observed + 10.0, 4)}",
+            f"*baseline:*{stored}",
             f"*observed:*{observed}",
             "*allowed:*±2 points",
-            "*change:*+0.00 points (95% CI*",
-            "*mcnemar:*0 samples regressed, 0 improved, p = 1",
+            "*change:*-6.25 points (95% CI*",
+            "*mcnemar:*2 samples regressed, 0 improved, p = 0.5",
             "*accept it with: pytest *--update-baselines",
         ]
     )
     result.stdout.fnmatch_lines(["*4 cells: 3 passed, 1 failed*"])
-    # The same edit under the default gate (tolerance *and* significance): the per-sample outcomes did not
-    # change, so McNemar finds nothing and the cell passes.
+    # The default gate also asks for significance: two flipped samples are not, so the cell passes.
     tiny_project.runpytest().assert_outcomes(passed=4)
 
 
 def test_improvements_never_fail(tiny_project: pytest.Pytester) -> None:
     tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
     path = tiny_project.path / "baselines/tiny-linear/l1_unstructured_0.5/fgsm_0.1.json"
-    edit_metric(path, "transfer_robust_accuracy", -10.0)
+    shift_baseline(path, "pruned_clean_accuracy", "pruned_clean", -3)
     result = tiny_project.runpytest("--advprune-gate=tolerance")
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*4 cells: 3 passed, 1 improved*", "*baselines are out of date*"])
+
+
+def test_a_metric_edited_apart_from_its_outcomes_is_unusable(tiny_project: pytest.Pytester) -> None:
+    tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
+    path = tiny_project.path / "baselines/tiny-linear/l1_unstructured_0.5/fgsm_0.1.json"
+    data = json.loads(path.read_text())
+    data["metrics"]["transfer_robust_accuracy"] = 99.0
+    path.write_text(json.dumps(data))
+    result = tiny_project.runpytest()
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*unusable: metric 'transfer_robust_accuracy' is 99.0 but its per-sample outcomes give*(edited by hand?)*"]
+    )
 
 
 WEAKENING_CONFTEST = """
@@ -360,3 +386,35 @@ def test_fixtures_expose_the_pieces_of_a_cell(tiny_project: pytest.Pytester) -> 
         """
     )
     tiny_project.runpytest("test_pieces.py").assert_outcomes(passed=4)
+
+
+def test_too_many_samples_stops_the_run_once(tiny_project: pytest.Pytester) -> None:
+    result = tiny_project.runpytest("--advprune-samples=1000")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*--advprune-samples=1000 exceeds the 32 evaluation images of dataset 'tiny'*"])
+    assert "Traceback" not in result.stdout.str()
+    assert result.parseoutcomes().get("passed", 0) == 0
+
+
+def test_a_model_of_an_unknown_dataset_stops_the_run(pytester: pytest.Pytester) -> None:
+    from conftest import CELL_TEST
+
+    pytester.makeconftest(
+        "import torch, pytest_advprune\n"
+        "@pytest_advprune.register_model('orphan', dataset='nope')\n"
+        "def orphan():\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))\n"
+    )
+    pytester.makepyfile(test_cells=CELL_TEST)
+    result = pytester.runpytest()
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*Unknown dataset 'nope'. Registered: digits*@register_dataset*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_names_that_escape_the_baseline_folder_are_refused() -> None:
+    from pytest_advprune.registry import RegistryError, register_model
+
+    for name in ("..", ".hidden", "a/b", "benchmarks"):
+        with pytest.raises(RegistryError, match=repr(name)):
+            register_model(name)(lambda: None)

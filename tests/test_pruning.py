@@ -346,3 +346,36 @@ def test_prune_model_works_on_a_copy_even_for_a_training_base() -> None:
     assert base.training
     assert not pruned.training
     assert same_state(before, snapshot(base))  # BatchNorm running stats of the base did not move
+
+
+def test_l1_filter_silences_the_pruned_channels_bias_and_batchnorm() -> None:
+    """A zeroed filter whose bias or BatchNorm shift survived would still emit a constant."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1, bias=True),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 64, 16),
+        nn.ReLU(),
+        nn.Linear(16, 10),
+    )
+    with torch.no_grad():
+        model[1].bias.fill_(0.5)  # a shift that would leak through a masked filter
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(32, 1, 8, 8, generator=generator)
+    data = Dataset("tiny", images, torch.arange(32) % 10, images, torch.arange(32) % 10, num_classes=10)
+    context = PruningContext(data, torch.device("cpu"), 0, None)
+    pruned = prune_model(model, PRUNINGS.get("l1_filter"), 0.5, context, ONE_EPOCH)
+
+    dead = (pruned[0].weight.flatten(1) == 0).all(dim=1)
+    assert int(dead.sum()) == 4
+    assert torch.all(pruned[0].bias[dead] == 0)
+    assert torch.all(pruned[1].weight[dead] == 0)
+    assert torch.all(pruned[1].bias[dead] == 0)
+    with torch.no_grad():
+        activations = pruned[:3].eval()(images)
+    assert torch.all(activations[:, dead] == 0), "a pruned filter's channel must output zero"
+    dead_neurons = (pruned[4].weight == 0).all(dim=1)
+    assert int(dead_neurons.sum()) == 8
+    assert torch.all(pruned[4].bias[dead_neurons] == 0)
