@@ -176,6 +176,28 @@ def _describe_paired(paired: PairedChange) -> list[str]:
     ]
 
 
+def _stale_comparison(result: CellResult, baseline: Baseline, settings: Settings) -> list[str]:
+    """What refreshing a stale baseline would accept: the robustness metrics that got worse beyond the
+    gate, when the samples are the same ones (a retrained model is stale, but its users should see
+    whether it got weaker before they refresh)."""
+    if baseline.provenance.get("samples") != result.provenance.get("samples") or baseline.provenance.get(
+        "dataset"
+    ) != to_json_value(result.provenance.get("dataset")):
+        return []
+    worse = [change for change in compare_metrics(result, baseline, settings) if change.failing]
+    worse = [change for change in worse if change.metric in OUTCOME_OF_METRIC]
+    if not worse:
+        return [_field("note", "no accuracy got worse beyond the gate against the stale baseline")]
+    lines = [_field("note", "against the stale baseline, these got worse beyond the gate:")]
+    for change in sorted(worse, key=lambda change: _importance(change.metric)):
+        assert change.paired is not None  # accuracies always carry their paired test
+        lines.append(
+            f"            {change.metric}: {change.baseline} -> {change.observed} "
+            f"(McNemar p = {change.paired.p_value:.3g})"
+        )
+    return lines
+
+
 def judge(result: CellResult, store: BaselineStore, settings: Settings, *, nodeid: str, rootdir: Path) -> Verdict:
     """Check ``result`` against its stored baseline, or (``--update-baselines``) return it to be written."""
     cell_id = result.cell.id
@@ -226,6 +248,7 @@ def judge(result: CellResult, store: BaselineStore, settings: Settings, *, nodei
         lines = [f"advprune: the baseline of cell {cell_id} is stale: it measured something else."]
         lines += [_field("changed", change) for change in changes]
         lines += [_field("file", shown), _field("refresh", refresh)]
+        lines += _stale_comparison(result, baseline, settings)
         return Verdict("stale", (*problems, "\n".join(lines)))
     environment = tuple(stale_fields(result.provenance, baseline.provenance, ENVIRONMENT_FIELDS))
 

@@ -63,7 +63,14 @@ def test_baseline_lifecycle(tiny_project: pytest.Pytester, monkeypatch: pytest.M
     monkeypatch.setenv("TINY_SEED", "1")
     result = tiny_project.runpytest()
     result.assert_outcomes(failed=4)
-    result.stdout.fnmatch_lines(["*baseline of cell tiny-linear-*is stale*", "*changed:*model.weights_fingerprint*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*baseline of cell tiny-linear-*is stale*",
+            "*changed:*model.weights_fingerprint*",
+            "*refresh:*--update-baselines",
+            "*note:*the stale baseline*",
+        ]
+    )
     result.stdout.fnmatch_lines(["*4 cells: 4 stale*"])
 
     # Accept: update, then pass.
