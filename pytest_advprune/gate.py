@@ -55,6 +55,7 @@ class Verdict:
     problems: tuple[str, ...] = ()
     payload: dict[str, Any] | None = None
     environment_changes: tuple[str, ...] = ()
+    comparisons: tuple[dict[str, Any], ...] = ()  # paired change of every accuracy against the baseline
 
     @property
     def ok(self) -> bool:
@@ -176,6 +177,31 @@ def _describe_paired(paired: PairedChange) -> list[str]:
     ]
 
 
+def paired_comparisons(result: CellResult, baseline: Baseline, settings: Settings) -> tuple[dict[str, Any], ...]:
+    """For each accuracy: baseline, observed, the paired change with its confidence interval and McNemar's
+    p-value (the per-cell record of ``--advprune-report``)."""
+    rows = []
+    for metric, outcome in OUTCOME_OF_METRIC.items():
+        if outcome not in baseline.outcomes:
+            continue
+        change = paired_change(baseline.outcomes[outcome], result.outcomes[outcome], 1 - settings.alpha)
+        rows.append(
+            {
+                "metric": metric,
+                "baseline": baseline.metrics.get(metric),
+                "observed": result.metrics.get(metric),
+                "difference": round(change.difference, 4),
+                "ci_low": round(change.ci_low, 4),
+                "ci_high": round(change.ci_high, 4),
+                "confidence": change.confidence,
+                "regressions": change.regressions,
+                "improvements": change.improvements,
+                "p_value": float(f"{change.p_value:.6g}"),
+            }
+        )
+    return tuple(rows)
+
+
 def _stale_comparison(result: CellResult, baseline: Baseline, settings: Settings) -> list[str]:
     """What refreshing a stale baseline would accept: the robustness metrics that got worse beyond the
     gate, when the samples are the same ones (a retrained model is stale, but its users should see
@@ -251,6 +277,7 @@ def judge(result: CellResult, store: BaselineStore, settings: Settings, *, nodei
         lines += _stale_comparison(result, baseline, settings)
         return Verdict("stale", (*problems, "\n".join(lines)))
     environment = tuple(stale_fields(result.provenance, baseline.provenance, ENVIRONMENT_FIELDS))
+    comparisons = paired_comparisons(result, baseline, settings)
 
     moved = compare_metrics(result, baseline, settings)
     failing = sorted((change for change in moved if change.failing), key=lambda change: _importance(change.metric))
@@ -267,8 +294,5 @@ def judge(result: CellResult, store: BaselineStore, settings: Settings, *, nodei
                 lines += _describe_paired(change.paired)
         lines += ["", f"advprune: if the change is intended, accept it with: {refresh}"]
         problems.append("\n".join(lines))
-    if problems:
-        return Verdict("failed", tuple(problems), environment_changes=environment)
-    if any(change.improved for change in moved):
-        return Verdict("improved", environment_changes=environment)
-    return Verdict("passed", environment_changes=environment)
+    status = "failed" if problems else "improved" if any(change.improved for change in moved) else "passed"
+    return Verdict(status, tuple(problems), environment_changes=environment, comparisons=comparisons)

@@ -43,6 +43,7 @@ class Settings:
     alpha: float = 0.05
     ci_mode: bool = False
     prune_baselines: bool = False
+    report_path: Path | None = None
     dtype: str = "float32"
 
 
@@ -88,6 +89,13 @@ def add_options(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="Delete baseline files that no cell of the matrix owns (refused on a filtered run). Default: %(default)r",
+    )
+    group.addoption(
+        "--advprune-report",
+        default=None,
+        metavar="PATH",
+        help="Write every cell's metrics and paired comparison with its baseline to PATH (.json, or .md for "
+        "Markdown). Default: no report",
     )
     group.addoption(
         "--advprune-dtype",
@@ -283,7 +291,11 @@ def read_settings(config: pytest.Config) -> Settings:
     alpha = float(parse_number(ini("advprune_alpha"), "advprune_alpha", float, 0.0, "Use e.g. 0.05."))
     if not 0.0 < alpha < 1.0:
         raise pytest.UsageError(f"advprune_alpha={alpha!r} must be between 0 and 1, e.g. 0.05.")
+    report = option("advprune_report")
+    if report is not None and Path(report).suffix not in (".json", ".md"):
+        raise pytest.UsageError(f"--advprune-report={report!r} must end in .json or .md.")
     return Settings(
+        report_path=Path(report).resolve() if report else None,
         gate=gate,
         alpha=alpha,
         ci_mode=ci_mode,

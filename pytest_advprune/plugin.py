@@ -218,6 +218,8 @@ def check_baseline(request: pytest.FixtureRequest, advprune_session: AdvPruneSes
                     "file": str(store.path_for(result.cell).relative_to(store.root)),
                     "payload": verdict.payload,
                     "environment_changes": list(verdict.environment_changes),
+                    "comparisons": list(verdict.comparisons),
+                    "metrics": result.metrics,
                 },
             )
         )

@@ -47,6 +47,7 @@ class RunReport:
         self.store = BaselineStore(self.settings.baselines_dir)
         self.rootdir = rootdir
         self.verdicts: dict[str, str] = {}  # cell id -> status
+        self.records: dict[str, dict[str, Any]] = {}  # cell id -> status, metrics, paired comparisons
         self.environment_changes: Counter[str] = Counter()
         self.write_errors: list[str] = []
         self.unused: list[Path] = []
@@ -75,6 +76,8 @@ class RunReport:
                 path.unlink()
                 self.deleted.append(path)
             self.unused = []
+        if self.settings.report_path is not None:
+            write_report(self.settings.report_path, self.records, self.settings.gate)
         if self.write_errors and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -93,6 +96,11 @@ class RunReport:
         if status == "accepted" and isinstance(baseline, dict):
             status = self._write(value, baseline)
         self.verdicts[cell] = status
+        self.records[cell] = {
+            "status": status,
+            "metrics": value.get("metrics") or {},
+            "comparisons": value.get("comparisons") or [],
+        }
         for change in value.get("environment_changes") or ():
             self.environment_changes[str(change)] += 1
 
@@ -177,3 +185,39 @@ class RunReport:
         lines = ["median inference latency (pytest-benchmark)", header]
         lines += [f"{m:<12}{v:<24}{n:>6}{b * 1e3:>10.3f}{p * 1e3:>11.3f}{s:>8.2f}x" for m, v, n, b, p, s in rows]
         return lines
+
+
+def write_report(path: Path, records: dict[str, dict[str, Any]], gate: str) -> None:
+    """Every cell's status, metrics and paired comparisons, as JSON or (``.md``) a Markdown table."""
+    from pytest_advprune import __version__
+    from pytest_advprune.baselines import dumps
+
+    cells = {cell: records[cell] for cell in sorted(records)}
+    if path.suffix == ".md":
+        text = markdown_report(cells, gate)
+    else:
+        text = dumps({"plugin_version": __version__, "gate": gate, "cells": cells})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def markdown_report(cells: dict[str, dict[str, Any]], gate: str) -> str:
+    """One row per cell: status, clean and transfer robust accuracy, and the paired change of the latter."""
+    lines = [
+        f"# pytest-advprune report (gate: {gate})",
+        "",
+        "| cell | status | pruned clean % | transfer robust % | change (points, CI) | McNemar p |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for cell, record in cells.items():
+        metrics = record["metrics"]
+        transfer = next((c for c in record["comparisons"] if c["metric"] == "transfer_robust_accuracy"), None)
+        change = p_value = ""
+        if transfer is not None:
+            change = f"{transfer['difference']:+.2f} ({transfer['ci_low']:+.2f} to {transfer['ci_high']:+.2f})"
+            p_value = f"{transfer['p_value']:.3g}"
+        lines.append(
+            f"| {cell} | {record['status']} | {metrics.get('pruned_clean_accuracy', '')} "
+            f"| {metrics.get('transfer_robust_accuracy', '')} | {change} | {p_value} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -425,3 +425,37 @@ def test_names_that_escape_the_baseline_folder_are_refused() -> None:
     for name in ("..", ".hidden", "a/b", "benchmarks"):
         with pytest.raises(RegistryError, match=repr(name)):
             register_model(name)(lambda: None)
+
+
+def test_report_records_every_cell_with_paired_comparisons(tiny_project: pytest.Pytester) -> None:
+    tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
+    path = tiny_project.path / "baselines/tiny-linear/l1_unstructured_0.5/fgsm_0.1.json"
+    stored, observed = shift_baseline(path, "transfer_robust_accuracy", "transfer_adversarial", +2)
+    tiny_project.runpytest("--advprune-report=out/report.json").assert_outcomes(passed=4)
+    report = json.loads((tiny_project.path / "out/report.json").read_text())
+    assert sorted(report["cells"]) == sorted(CELLS)
+    cell = report["cells"]["tiny-linear-l1_unstructured_0.5-fgsm_0.1"]
+    assert cell["status"] == "passed"
+    rows = {row["metric"]: row for row in cell["comparisons"]}
+    assert set(rows) == {
+        "base_clean_accuracy",
+        "pruned_clean_accuracy",
+        "base_robust_accuracy",
+        "pruned_robust_accuracy",
+        "transfer_robust_accuracy",
+    }
+    transfer = rows["transfer_robust_accuracy"]
+    assert (transfer["baseline"], transfer["observed"]) == (stored, observed)
+    assert (transfer["regressions"], transfer["improvements"], transfer["p_value"]) == (2, 0, 0.5)
+    assert transfer["difference"] == -6.25
+    assert transfer["ci_low"] < -6.25 < transfer["ci_high"]
+    assert rows["base_clean_accuracy"]["p_value"] == 1.0
+
+    tiny_project.runpytest("--advprune-report=report.md").assert_outcomes(passed=4)
+    markdown = (tiny_project.path / "report.md").read_text()
+    assert "| tiny-linear-l1_unstructured_0.5-fgsm_0.1 | passed |" in markdown
+    assert "-6.25 (" in markdown
+
+    result = tiny_project.runpytest("--advprune-report=report.txt")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--advprune-report='report.txt' must end in .json or .md*"])
