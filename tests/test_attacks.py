@@ -17,7 +17,7 @@ from torch import nn
 
 from pytest_advprune.attacks import build_attack, craft, project
 from pytest_advprune.evaluation import normalize
-from pytest_advprune.registry import AttackEntry, Normalization
+from pytest_advprune.registry import ATTACKS, AttackEntry, Normalization
 from pytest_advprune.specs import parse_attack
 
 NORMALIZATION: Normalization = ((0.3,), (0.4,))
@@ -375,3 +375,19 @@ def test_plain_callable_attack_on_a_normalized_model_sees_pixel_space() -> None:
     (grad,) = torch.autograd.grad(loss, pixels)
     expected = (images + 0.1 * grad.sign()).clamp(0, 1)
     assert torch.allclose(adversarial, expected, atol=1e-6)
+
+
+def test_deepfool_examples_stay_adversarial_when_evaluated_again() -> None:
+    """torchattacks' DeepFool stops on the decision boundary, where re-evaluating flipped about half of
+    the zoo MLP's examples back; with the total perturbation scaled by (1 + overshoot) none does."""
+    from pytest_advprune import zoo
+    from pytest_advprune.data import load_digits
+
+    model, data = zoo.load("mlp"), load_digits()
+    images, labels = data.eval_images[:64], data.eval_labels[:64]
+    entry = ATTACKS.get("deepfool")
+    params = {"overshoot": 0.02, "steps": 50}
+    adversarial = craft(build_attack(entry, params, model, None, 0), entry, params, images, labels, None, 0)
+    with torch.no_grad():
+        still_right = (model(adversarial).argmax(1) == labels).float().mean().item()
+    assert still_right == 0.0
