@@ -14,6 +14,7 @@ from torch import nn
 
 from pytest_advprune.evaluation import PixelSpace, denormalize, normalize
 from pytest_advprune.registry import AttackCallable, AttackEntry, Normalization, ParamValue, register_attack
+from pytest_advprune.specs import AttackSpec
 
 
 @register_attack("fgsm", primary="eps", norm="Linf", builtin=True, eps=0.1)
@@ -99,6 +100,12 @@ class AttackGenerator:
     normalization: Normalization | None
     seed: int
     batch_size: int = 256
+
+    @classmethod
+    def for_spec(
+        cls, spec: AttackSpec, normalization: Normalization | None, seed: int, batch_size: int = 256
+    ) -> AttackGenerator:
+        return cls(spec.entry, spec.kwargs, normalization, seed, batch_size)
 
     def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         attack = build_attack(self.entry, self.params, model, self.normalization, self.seed)

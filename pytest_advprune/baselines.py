@@ -13,11 +13,13 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pytest_advprune.cell import CellResult
 from pytest_advprune.metrics import DIGITS, OUTCOME_NAMES, OUTCOME_OF_METRIC, percent
 from pytest_advprune.specs import CellSpec
+
+if TYPE_CHECKING:
+    from pytest_advprune.cell import CellResult  # imports torch: the plugin loads this module at startup
 
 SCHEMA_VERSION = 1
 BENCHMARKS_DIR = "benchmarks"  # pytest-benchmark's saved runs live beside the baselines
@@ -37,6 +39,14 @@ class BaselineFileError(ValueError):
         )
         self.path = path
         self.problem = problem
+
+
+def display_path(path: Path, rootdir: Path) -> str:
+    """``path`` relative to the rootdir when it is inside it (as users type it), else absolute."""
+    try:
+        return str(path.relative_to(rootdir))
+    except ValueError:
+        return str(path)
 
 
 def pack_bits(values: list[bool]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_advprune.attacks import build_attack, craft
+from pytest_advprune.attacks import AttackGenerator
 from pytest_advprune.evaluation import correct_predictions
 from pytest_advprune.metrics import OUTCOME_NAMES, MetricValue, SizeFigures, compute_metrics
 from pytest_advprune.specs import CellSpec, derive_seed
@@ -45,10 +45,8 @@ def evaluate_cell(
 ) -> CellResult:
     """Measure one cell. ``base_adversarials`` were crafted on ``base`` (shared by every pruning of that
     base); the white-box examples of the pruned model are crafted here, on ``pruned``."""
-    entry, params = cell.attack.entry, cell.attack.kwargs
-    pruned_seed = derive_seed(seed, "whitebox", cell.id)
-    pruned_attack = build_attack(entry, params, pruned, normalization, pruned_seed)
-    pruned_adversarials = craft(pruned_attack, entry, params, images, labels, normalization, pruned_seed, batch_size)
+    whitebox = AttackGenerator.for_spec(cell.attack, normalization, derive_seed(seed, "whitebox", cell.id), batch_size)
+    pruned_adversarials = whitebox(pruned, images, labels)
 
     def correct(model: nn.Module, inputs: torch.Tensor) -> list[bool]:
         return [bool(v) for v in correct_predictions(model, inputs, labels, normalization, batch_size).tolist()]

@@ -8,17 +8,22 @@ from torch import nn
 from pytest_advprune.registry import Normalization
 
 
+def _statistics(images: torch.Tensor, normalization: Normalization) -> tuple[torch.Tensor, torch.Tensor]:
+    mean, std = (torch.tensor(v, dtype=images.dtype, device=images.device).view(1, -1, 1, 1) for v in normalization)
+    return mean, std
+
+
 def normalize(images: torch.Tensor, normalization: Normalization | None) -> torch.Tensor:
     if normalization is None:
         return images
-    mean, std = (torch.tensor(v, dtype=images.dtype, device=images.device).view(1, -1, 1, 1) for v in normalization)
+    mean, std = _statistics(images, normalization)
     return (images - mean) / std
 
 
 def denormalize(images: torch.Tensor, normalization: Normalization | None) -> torch.Tensor:
     if normalization is None:
         return images
-    mean, std = (torch.tensor(v, dtype=images.dtype, device=images.device).view(1, -1, 1, 1) for v in normalization)
+    mean, std = _statistics(images, normalization)
     return images * std + mean
 
 

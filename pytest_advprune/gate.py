@@ -28,6 +28,7 @@ from pytest_advprune.baselines import (
     Baseline,
     BaselineFileError,
     BaselineStore,
+    display_path,
     payload,
     to_json_value,
 )
@@ -81,13 +82,6 @@ def _field(name: str, value: object) -> str:
     return f"  {name + ':':<10}{value}"
 
 
-def _shown(path: Path, rootdir: Path) -> str:
-    try:
-        return str(path.relative_to(rootdir))
-    except ValueError:
-        return str(path)
-
-
 def _importance(metric: str) -> int:
     """Report order: accuracies (with paired statistics) first, then rates, then counts."""
     order = (*HIGHER_IS_BETTER, *LOWER_IS_BETTER, *POINT_METRICS)
@@ -102,11 +96,9 @@ def _worse(metric: str, delta: float) -> bool:
     return delta != 0
 
 
-def compare_metrics(
-    result: CellResult, baseline: Baseline, settings: Settings, policy: str | None = None
-) -> list[MetricChange]:
+def compare_metrics(result: CellResult, baseline: Baseline, settings: Settings) -> list[MetricChange]:
     """Every metric that moved beyond what the policy lets pass, or improved beyond its tolerance."""
-    policy = policy or settings.gate
+    policy = settings.gate
     observed, stored = result.metrics, baseline.metrics
     changes = []
     for metric in sorted(set(observed) | set(stored)):
@@ -228,7 +220,7 @@ def judge(result: CellResult, store: BaselineStore, settings: Settings, *, nodei
     """Check ``result`` against its stored baseline, or (``--update-baselines``) return it to be written."""
     cell_id = result.cell.id
     path = store.path_for(result.cell)
-    shown = _shown(path, rootdir)
+    shown = display_path(path, rootdir)
     refresh = f"pytest {shlex.quote(nodeid)} --update-baselines"
     problems: list[str] = []
 

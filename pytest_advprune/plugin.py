@@ -162,12 +162,9 @@ def adversarial_attack(advprune_session: AdvPruneSession, advprune_cell: CellSpe
     from pytest_advprune.specs import derive_seed
 
     base = advprune_session.base_model(advprune_cell.model)
-    return AttackGenerator(
-        advprune_cell.attack.entry,
-        advprune_cell.attack.kwargs,
-        base.entry.normalization,
-        derive_seed(advprune_session.settings.seed, "fixture", advprune_cell.id),
-        advprune_session.settings.batch_size,
+    seed = derive_seed(advprune_session.settings.seed, "fixture", advprune_cell.id)
+    return AttackGenerator.for_spec(
+        advprune_cell.attack, base.entry.normalization, seed, advprune_session.settings.batch_size
     )
 
 

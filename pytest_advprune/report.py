@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_advprune.baselines import BaselineStore
+from pytest_advprune.baselines import BaselineStore, display_path
 
 if TYPE_CHECKING:
     from pytest_advprune.session import AdvPruneSession
@@ -133,12 +133,6 @@ class RunReport:
 
     # -- output ------------------------------------------------------------------------------------
 
-    def _shown(self, path: Path) -> str:
-        try:
-            return str(path.relative_to(self.rootdir))
-        except ValueError:
-            return str(path)
-
     def summary_lines(self) -> list[str]:
         lines = []
         if self.verdicts:
@@ -159,9 +153,11 @@ class RunReport:
                 "numbers may move slightly, within tolerance"
             )
         for path in self.unused:
-            lines.append(f"unused baseline: {self._shown(path)} (delete with --advprune-prune-baselines)")
+            lines.append(
+                f"unused baseline: {display_path(path, self.rootdir)} (delete with --advprune-prune-baselines)"
+            )
         for path in self.deleted:
-            lines.append(f"deleted unused baseline: {self._shown(path)}")
+            lines.append(f"deleted unused baseline: {display_path(path, self.rootdir)}")
         lines += [f"could not write baseline {error}" for error in self.write_errors]
         if self.unmeasured_timings:
             lines.append(

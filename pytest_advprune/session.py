@@ -188,23 +188,14 @@ class AdvPruneSession:
     def base_adversarials(self, model: str, attack: AttackSpec) -> torch.Tensor:
         key = (model, attack.id)
         if key not in self._adversarials:
-            from pytest_advprune.attacks import build_attack, craft
+            from pytest_advprune.attacks import AttackGenerator
 
             base = self.base_model(model)
             data = self.eval_set(base.entry.dataset)
             seed = derive_seed(self.settings.seed, "base", model, attack.id)
+            generator = AttackGenerator.for_spec(attack, base.entry.normalization, seed, self.settings.batch_size)
             with self.threads():
-                built = build_attack(attack.entry, attack.kwargs, base.module, base.entry.normalization, seed)
-                self._adversarials[key] = craft(
-                    built,
-                    attack.entry,
-                    attack.kwargs,
-                    data.images,
-                    data.labels,
-                    base.entry.normalization,
-                    seed,
-                    self.settings.batch_size,
-                )
+                self._adversarials[key] = generator(base.module, data.images, data.labels)
         return self._adversarials[key]
 
     # -- cells -------------------------------------------------------------------------------------

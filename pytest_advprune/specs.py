@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pytest_advprune.registry import ATTACKS, PRUNINGS, AttackEntry, ParamValue, PruningEntry
@@ -180,12 +179,6 @@ def parse_attack(text: str) -> AttackSpec:
     for key, value in values.items():
         _validate_param(entry.name, key, value)
     return AttackSpec(entry.name, tuple(sorted(values.items())), tuple(sorted(set(explicit))))
-
-
-def attack_spec_from(name: str, params: Mapping[str, ParamValue]) -> AttackSpec:
-    """Build a spec programmatically (``attack_spec_from("pgd_linf", {"eps": 0.1})``)."""
-    text = name + (":" + ",".join(f"{k}={format_value(v)}" for k, v in params.items()) if params else "")
-    return parse_attack(text)
 
 
 def derive_seed(base_seed: int, *parts: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -105,6 +106,12 @@ CELL_TEST = textwrap.dedent(
         check_baseline(cell_result)
     """
 )
+
+
+def baseline_tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root/baselines`` (temp files too) with its bytes, keyed by relative path."""
+    base = root / "baselines"
+    return {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
 
 
 def tiny_conv_net(seed: int = 0) -> torch.nn.Module:

@@ -6,10 +6,9 @@ import json
 import os
 import signal
 import textwrap
-from pathlib import Path
 
 import pytest
-from conftest import CELL_TEST, TINY_CONFTEST
+from conftest import CELL_TEST, TINY_CONFTEST, baseline_tree
 
 STRESS_INI = textwrap.dedent(
     """
@@ -22,11 +21,6 @@ STRESS_INI = textwrap.dedent(
     advprune_max_clean_drop = 100
     """
 )
-
-
-def baseline_tree(root: Path) -> dict[str, bytes]:
-    base = root / "baselines"
-    return {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture

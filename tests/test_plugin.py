@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import baseline_tree
 
 CELLS = [
     "tiny-linear-l1_unstructured_0.5-fgsm_0.1",
@@ -15,11 +16,6 @@ CELLS = [
     "tiny-linear-random_unstructured_0.3-fgsm_0.1",
     "tiny-linear-random_unstructured_0.3-pgd_linf_0.1_steps3",
 ]
-
-
-def baseline_tree(root: Path) -> dict[str, bytes]:
-    base = root / "baselines"
-    return {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*.json"))}
 
 
 def test_cells_are_parametrized_with_readable_ids(tiny_project: pytest.Pytester) -> None:
@@ -459,3 +455,13 @@ def test_report_records_every_cell_with_paired_comparisons(tiny_project: pytest.
     result = tiny_project.runpytest("--advprune-report=report.txt")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--advprune-report='report.txt' must end in .json or .md*"])
+
+
+def test_loading_the_plugin_does_not_import_torch() -> None:
+    """Unrelated pytest runs in an environment with the plugin installed must not pay for torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, pytest_advprune.plugin; print(sorted(m for m in ('torch', 'torchattacks') if m in sys.modules))"
+    output = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert output.strip() == "[]"

@@ -29,7 +29,6 @@ from pytest_advprune.specs import (
     PruningSpec,
     SpecError,
     VariantSpec,
-    attack_spec_from,
     derive_seed,
     format_value,
     parse_attack,
@@ -158,11 +157,10 @@ def test_specs_are_hashable_values() -> None:
     assert len({parse_pruning("channel:0.5"), parse_pruning("channel"), parse_pruning("channel:0.3")}) == 2
 
 
-def test_attack_spec_from() -> None:
-    spec = attack_spec_from("pgd_linf", {"eps": 0.05, "steps": 20, "random_start": False})
+def test_attack_spec_with_several_explicit_parameters() -> None:
+    spec = parse_attack("pgd_linf:eps=0.05,steps=20,random_start=false")
     assert spec.kwargs == {"eps": 0.05, "alpha": 0.02, "steps": 20, "random_start": False}
     assert spec.id == "pgd_linf_0.05_random_startFalse_steps20"
-    assert attack_spec_from("fgsm", {}) == parse_attack("fgsm")
     assert isinstance(spec, AttackSpec)
 
 
@@ -172,8 +170,8 @@ def test_attack_spec_from() -> None:
     steps=st.integers(min_value=1, max_value=10_000),
     random_start=st.booleans(),
 )
-def test_attack_spec_from_round_trips_values(eps: float, steps: int, random_start: bool) -> None:
-    spec = attack_spec_from("pgd_linf", {"eps": eps, "steps": steps, "random_start": random_start})
+def test_attack_spec_round_trips_values(eps: float, steps: int, random_start: bool) -> None:
+    spec = parse_attack(f"pgd_linf:eps={format_value(eps)},steps={steps},random_start={random_start}")
     assert spec.kwargs["eps"] == eps
     assert spec.kwargs["steps"] == steps
     assert spec.kwargs["random_start"] is random_start

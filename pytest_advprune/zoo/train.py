@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pytest_advprune.data import Dataset, load_digits
-from pytest_advprune.evaluation import normalize
+from pytest_advprune.evaluation import correct_predictions, normalize
 from pytest_advprune.zoo import MODEL_NAMES, NORMALIZATION, TRAIN_COMMAND, WEIGHTS_DIR, build
 from pytest_advprune.zoo.architectures import LENET_MEAN, LENET_STD
 
@@ -56,14 +56,6 @@ def random_shift(images: torch.Tensor, generator: torch.Generator) -> torch.Tens
     batch = torch.arange(n).view(n, 1, 1, 1).expand(n, c, h, w)
     channel = torch.arange(c).view(1, c, 1, 1).expand(n, c, h, w)
     return padded[batch, channel, rows, cols]
-
-
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Top-1 accuracy in percent (model in eval mode, no gradients)."""
-    model.eval()
-    with torch.inference_mode():
-        predictions = model(images).argmax(dim=1)
-    return 100.0 * float((predictions == labels).float().mean())
 
 
 def train_model(name: str, data: Dataset, *, epochs: int, seed: int) -> nn.Module:
@@ -142,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             start = time.perf_counter()
             epochs = DEFAULT_EPOCHS[name] if args.epochs is None else args.epochs
             model = train_model(name, data, epochs=epochs, seed=args.seed)
-            acc = accuracy(model, normalize(data.eval_images, NORMALIZATION[name]), data.eval_labels)
+            correct = correct_predictions(model.eval(), data.eval_images, data.eval_labels, NORMALIZATION[name])
+            acc = 100.0 * float(correct.float().mean())
             path = out / f"{name}.pt"
             torch.save(model.state_dict(), path)
             params = sum(p.numel() for p in model.parameters())
