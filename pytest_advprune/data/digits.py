@@ -1,47 +1,13 @@
-"""Evaluation datasets: images in [0, 1] with integer labels, and their fingerprints."""
+"""The embedded default dataset: scikit-learn's bundled handwritten digits, split once and for all."""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import torch
+from pytest_advprune.data.dataset import Dataset
 
 # The digits split is part of every baseline's provenance: changing these constants changes the
 # dataset fingerprint, and every stored baseline then reports itself as stale.
 DIGITS_EVAL_FRACTION = 0.25
 DIGITS_SPLIT_SEED = 0
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A labelled image classification dataset with a train split (for fine-tuning) and an eval split.
-
-    Images are float32 tensors of shape ``(N, C, H, W)`` with values in ``[0, 1]``; labels are int64.
-    """
-
-    name: str
-    train_images: torch.Tensor
-    train_labels: torch.Tensor
-    eval_images: torch.Tensor
-    eval_labels: torch.Tensor
-    num_classes: int
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.eval_images.shape[1:])
-
-
-def fingerprint_tensors(*tensors: torch.Tensor) -> str:
-    """SHA-256 over the shapes, dtypes and raw bytes of ``tensors``, in order (CPU, contiguous)."""
-    digest = hashlib.sha256()
-    for tensor in tensors:
-        tensor = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{tuple(tensor.shape)}|{tensor.dtype}|".encode())
-        digest.update(tensor.numpy().tobytes())
-    return "sha256:" + digest.hexdigest()
 
 
 def load_digits() -> Dataset:
