@@ -11,6 +11,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,7 +124,9 @@ class BaselineStore:
         return sorted(
             path
             for path in self.root.glob("*/*/*.json")
-            if path.relative_to(self.root).parts[0] != BENCHMARKS_DIR and not path.name.startswith(".")
+            if path.relative_to(self.root).parts[0] != BENCHMARKS_DIR
+            and not path.name.startswith(".")
+            and path.is_file()
         )
 
     def load(self, cell: CellSpec) -> Baseline | None:
@@ -143,6 +146,10 @@ class BaselineStore:
             raise BaselineFileError(
                 path, f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
             ) from None
+        except RecursionError:
+            raise BaselineFileError(path, "JSON nested too deeply to read") from None
+        except ValueError as error:  # e.g. an integer of more digits than Python converts (int_max_str_digits)
+            raise BaselineFileError(path, f"unreadable JSON value ({error})") from None
         return parse_baseline(path, data)
 
     def write(self, cell: CellSpec, data: dict[str, Any]) -> str:
@@ -153,6 +160,7 @@ class BaselineStore:
         if path.resolve().parent.parent.parent != self.root.resolve():
             raise ValueError(f"{path} is not a <model>/<pruning>/<attack>.json path under {self.root}")
         content = dumps(data).encode("utf-8")
+        remove_stray_temp_files(path)
         try:
             old: bytes | None = path.read_bytes()
         except FileNotFoundError:
@@ -160,9 +168,8 @@ class BaselineStore:
         if old == content:
             return "unchanged"
         path.parent.mkdir(parents=True, exist_ok=True)
-        for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # from a writer killed mid-write
-            leftover.unlink(missing_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # The writer's pid in the name tells a concurrent writer's file from one left by a killed writer.
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(content)
@@ -174,6 +181,40 @@ class BaselineStore:
             Path(temp).unlink(missing_ok=True)
             raise
         return "created" if old is None else "updated"
+
+
+STRAY_TEMP_SECONDS = 600.0  # a write takes milliseconds: a temp file this old belongs to no live writer
+
+
+def remove_stray_temp_files(path: Path) -> None:
+    """Delete temp files next to ``path`` left by writers that died mid-write. The temp file of a writer
+    that is still running (two update runs on one folder) is left alone: deleting it would make that
+    writer's ``os.replace`` fail."""
+    if not path.parent.is_dir():
+        return
+    for temp in path.parent.glob(f".{path.name}.*.tmp"):
+        if not _written_by_live_process(temp, path.name):
+            temp.unlink(missing_ok=True)
+
+
+def _written_by_live_process(temp: Path, name: str) -> bool:
+    pid_text = temp.name[len(name) + 2 :].partition(".")[0]
+    try:
+        age = time.time() - temp.stat().st_mtime
+    except FileNotFoundError:
+        return True  # its writer already renamed it
+    if not pid_text.isdigit() or age > STRAY_TEMP_SECONDS:
+        return False  # not named by a writer of this plugin, or far too old (also a writer on another host)
+    pid = int(pid_text)
+    if pid == os.getpid() or os.name == "nt":  # this process writes one file at a time; Windows: age only
+        return pid != os.getpid()
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
 
 
 def parse_baseline(path: Path, data: Any) -> Baseline:
@@ -199,6 +240,13 @@ def parse_baseline(path: Path, data: Any) -> Baseline:
     samples = outcomes_data.get("samples")
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
         raise BaselineFileError(path, f"outcomes.samples is {samples!r}, not a count")
+    for where, value in (
+        ("provenance.samples", data["provenance"].get("samples")),
+        ("metrics.samples", data["metrics"].get("samples")),
+    ):
+        if value is not None and value != samples:
+            # The paired statistics pair outcomes sample by sample: counts that disagree cannot be paired.
+            raise BaselineFileError(path, f"{where} is {value!r} but outcomes.samples is {samples!r}")
     outcomes: dict[str, list[bool]] = {}
     for name in OUTCOME_NAMES:
         if not isinstance(outcomes_data.get(name), str):

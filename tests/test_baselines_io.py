@@ -360,7 +360,9 @@ UNUSABLE_DATA = [
     pytest.param(_set("metrics", "base_macs", [1]), "metric 'base_macs' is [1], not a number", id="metric-list"),
     pytest.param(_set("outcomes", "samples", -1), "outcomes.samples is -1, not a count", id="samples-negative"),
     pytest.param(_set("outcomes", "samples", 2.5), "outcomes.samples is 2.5, not a count", id="samples-float"),
-    pytest.param(_set("outcomes", "samples", 50), "outcomes.base_clean is not valid packed bits", id="samples-wrong"),
+    pytest.param(
+        _set("outcomes", "samples", 50), "provenance.samples is 5 but outcomes.samples is 50", id="samples-wrong"
+    ),
     pytest.param(_set("outcomes", "pruned_clean", "!!!!"), "outcomes.pruned_clean is not valid packed bits", id="b64"),
     pytest.param(
         _set("outcomes", "transfer_adversarial", pack_bits([True] * 40)),
@@ -463,3 +465,61 @@ def test_provenance_with_precise_parameters_is_not_stale_after_update(tmp_path: 
     baseline = store.load(cell)
     assert baseline is not None
     assert stale_fields(result.provenance, baseline.provenance) == []
+
+
+# --- concurrent writers ---------------------------------------------------------------------------------
+
+
+def _write_many(root: str, seed: int, rounds: int) -> list[str]:
+    """One update run's writer: rewrite the same cell ``rounds`` times with alternating contents."""
+    store, cell = BaselineStore(Path(root)), make_cell()
+    failures = []
+    for i in range(rounds):
+        try:
+            store.write(cell, payload(make_result(cell, seed=seed + i % 2)))
+        except OSError as error:
+            failures.append(repr(error))
+    return failures
+
+
+def test_two_writers_on_one_folder_never_fail_each_other(tmp_path: Path) -> None:
+    """Two update runs on the same baselines folder: each one's clean-up of stray temp files must leave the
+    other's in-flight temp file alone, and every file read afterwards is whole."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # fork would copy torch's threads into the children
+    with context.Pool(2) as pool:
+        results = pool.starmap(_write_many, [(str(tmp_path), 0, 300), (str(tmp_path), 10, 300)])
+    assert results == [[], []]
+    store, cell = BaselineStore(tmp_path), make_cell()
+    assert store.load(cell) is not None
+    assert files_under(tmp_path) == ["tiny-mlp/l1_unstructured_0.5/fgsm_0.1.json"]
+
+
+def test_stray_temp_files_are_removed_but_a_live_writers_is_kept(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    store, cell = BaselineStore(tmp_path), make_cell()
+    data = payload(make_result(cell))
+    store.write(cell, data)
+    folder = store.path_for(cell).parent
+    killed_writer = folder / ".fgsm_0.1.json.abc123.tmp"  # an older naming, or a writer killed mid-write
+    killed_writer.write_text("{")
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live_writer = folder / f".fgsm_0.1.json.{live.pid}.xyz.tmp"
+        live_writer.write_text("{")
+        assert store.write(cell, data) == "unchanged"  # an unchanged baseline still gets its folder cleaned
+        assert not killed_writer.exists()
+        assert live_writer.exists(), "the temp file of a writer that is still running must be left alone"
+    finally:
+        live.kill()
+        live.wait()
+    store.write(cell, data)
+    assert not live_writer.exists(), "once its writer is gone, its temp file is stray"
+    old = folder / f".fgsm_0.1.json.{os.getpid() + 1}.old.tmp"
+    old.write_text("{")
+    os.utime(old, (0, 0))  # far older than any write takes, whoever wrote it
+    store.write(cell, data)
+    assert not old.exists()
