@@ -1,4 +1,5 @@
-"""The verdict on one cell: compare its result with its baseline, or prepare the baseline to write.
+"""The verdict on one cell: check its invariants, compare its result with its baseline, or prepare the
+baseline to write.
 
 Gate policies (``--advprune-gate``, ini ``advprune_gate``) decide when a point metric that got *worse*
 fails the cell; improvements never fail (they are reported: the baseline is out of date):
@@ -14,14 +15,23 @@ fails the cell; improvements never fail (they are reported: the baseline is out 
 Under ``significance`` and ``both``, the attack success rates and the clean-accuracy drop (functions of
 the accuracies) are reported but do not fail a cell on their own; sparsity, which has no sampling
 noise, keeps its tolerance. Counts (parameters, MACs, samples) must match exactly under every policy.
+
+Verdicts of a check run, most serious first: ``failed`` (worse beyond the gate than its baseline),
+``regressed`` (the baseline is stale only because the base weights changed, and the new weights made a
+metric worse beyond the gate), ``violated`` (an invariant failed; see ``invariants.py``), ``stale`` (the
+baseline measured something else), ``missing``, ``unusable``, ``improved``, ``passed``. With
+``--update-baselines``: ``refused`` (worse beyond the gate: not written without
+``--advprune-accept-regressions``), ``accepted`` (such a cell, written because it was accepted),
+``violated``, or the write's outcome (``created``, ``updated``, ``unchanged``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_advprune.baselines import (
     IDENTITY_FIELDS,
@@ -32,7 +42,8 @@ from pytest_advprune.baselines import (
     payload,
     to_json_value,
 )
-from pytest_advprune.cell import CellResult
+from pytest_advprune.invariants import check_invariants, describe_violations
+from pytest_advprune.messages import describe_paired, field, format_number
 from pytest_advprune.metrics import (
     DERIVED_METRICS,
     HIGHER_IS_BETTER,
@@ -43,20 +54,28 @@ from pytest_advprune.metrics import (
 from pytest_advprune.options import Settings
 from pytest_advprune.paired import PairedChange, paired_change
 
+if TYPE_CHECKING:
+    from pytest_advprune.cell import CellResult  # imports torch; the plugin loads this module at startup
+
 GATE_POLICIES = ("tolerance", "significance", "both")
-ENVIRONMENT_FIELDS = ("device", "torch_version")
+ENVIRONMENT_FIELDS = ("device", "device_name", "torch_version")
+
+
+WRITE = "write"  # the status of a verdict whose payload is written; the writer replaces it with the outcome
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """``status``: passed, improved, failed, stale, missing, unusable, or (with --update-baselines)
-    accepted; ``problems`` is empty exactly when the test passes; ``payload`` is the baseline to write."""
+    """``status``: see the module docstring; ``problems`` is empty exactly when the test passes;
+    ``payload`` is the baseline to write (with --update-baselines)."""
 
     status: str
     problems: tuple[str, ...] = ()
     payload: dict[str, Any] | None = None
     environment_changes: tuple[str, ...] = ()
     comparisons: tuple[dict[str, Any], ...] = ()  # paired change of every accuracy against the baseline
+    violations: tuple[dict[str, Any], ...] = ()  # the invariants the cell violates
+    worst: dict[str, Any] | None = None  # the metric that got worse the most (failed, regressed, refused, accepted)
 
     @property
     def ok(self) -> bool:
@@ -76,10 +95,6 @@ class MetricChange:
 
 def tolerance_for(metric: str, settings: Settings) -> float:
     return settings.metric_tolerances.get(metric, settings.tolerance)
-
-
-def _field(name: str, value: object) -> str:
-    return f"  {name + ':':<10}{value}"
 
 
 def _importance(metric: str) -> int:
@@ -158,17 +173,6 @@ def stale_fields(
     return changes
 
 
-def _describe_paired(paired: PairedChange) -> list[str]:
-    level = f"{100 * paired.confidence:g}%"
-    return [
-        _field("change", f"{paired.difference:+.2f} points ({level} CI {paired.ci_low:+.2f} to {paired.ci_high:+.2f})"),
-        _field(
-            "mcnemar",
-            f"{paired.regressions} samples regressed, {paired.improvements} improved, p = {paired.p_value:.3g}",
-        ),
-    ]
-
-
 def paired_comparisons(result: CellResult, baseline: Baseline, settings: Settings) -> tuple[dict[str, Any], ...]:
     """For each accuracy: baseline, observed, the paired change with its confidence interval and McNemar's
     p-value (the per-cell record of ``--advprune-report``)."""
@@ -194,97 +198,204 @@ def paired_comparisons(result: CellResult, baseline: Baseline, settings: Setting
     return tuple(rows)
 
 
-def _stale_comparison(result: CellResult, baseline: Baseline, settings: Settings) -> list[str]:
-    """What refreshing a stale baseline would accept: the robustness metrics that got worse beyond the
-    gate, when the samples are the same ones (a retrained model is stale, but its users should see
-    whether it got weaker before they refresh)."""
-    if baseline.provenance.get("samples") != result.provenance.get("samples") or baseline.provenance.get(
+DIRECTIONAL_METRICS = (*HIGHER_IS_BETTER, *LOWER_IS_BETTER)
+
+
+def same_samples(result: CellResult, baseline: Baseline) -> bool:
+    """Whether both runs classified the same evaluation samples, so their outcomes can be paired."""
+    return baseline.provenance.get("samples") == result.provenance.get("samples") and baseline.provenance.get(
         "dataset"
-    ) != to_json_value(result.provenance.get("dataset")):
+    ) == to_json_value(result.provenance.get("dataset"))
+
+
+def only_weights_changed(changes: list[str]) -> bool:
+    """A retrained checkpoint: the stale baseline measured the same cell (dataset, samples, pruning and
+    attack) on other base weights, so comparing with it says whether the new weights are worse."""
+    return bool(changes) and all(change.startswith("model.weights_fingerprint:") for change in changes)
+
+
+def regressions(result: CellResult, baseline: Baseline, settings: Settings) -> list[MetricChange]:
+    """Metrics that got worse beyond the gate, most important first (counts that merely differ, such as
+    the parameters of a retrained model of another width, are not 'worse')."""
+    failing = [c for c in compare_metrics(result, baseline, settings) if c.failing and c.metric in DIRECTIONAL_METRICS]
+    return sorted(failing, key=lambda change: _importance(change.metric))
+
+
+def worst_change(changes: list[MetricChange]) -> dict[str, Any]:
+    """The change of the largest size, as a record for the summary and the report."""
+    change = max(changes, key=lambda c: abs(float(c.observed) - float(c.baseline)))
+    record: dict[str, Any] = {
+        "metric": change.metric,
+        "baseline": change.baseline,
+        "observed": change.observed,
+        "difference": round(float(change.observed) - float(change.baseline), 4),
+    }
+    if change.paired is not None:
+        record["p_value"] = float(f"{change.paired.p_value:.6g}")
+    return record
+
+
+def describe_worst(record: dict[str, Any]) -> str:
+    """``pruned_robust_accuracy 48.8889 -> 20.0 (-28.89 points, p = 1e-30)``."""
+    p_value = f", p = {record['p_value']:.3g}" if "p_value" in record else ""
+    return (
+        f"{record['metric']} {format_number(record['baseline'])} -> {format_number(record['observed'])} "
+        f"({record['difference']:+.2f} points{p_value})"
+    )
+
+
+def _metric_blocks(changes: list[MetricChange]) -> list[str]:
+    lines: list[str] = []
+    for change in changes:
+        lines += ["", field("metric", change.metric), field("baseline", format_number(change.baseline))]
+        lines += [field("observed", format_number(change.observed)), field("allowed", change.allowed)]
+        if change.paired is not None:
+            lines += describe_paired(change.paired)
+    return lines
+
+
+def _stale_note(result: CellResult, baseline: Baseline, settings: Settings) -> list[str]:
+    """What refreshing a stale baseline would accept when the samples are the same: the robustness
+    metrics that got worse beyond the gate against it."""
+    if not same_samples(result, baseline):
         return []
-    worse = [change for change in compare_metrics(result, baseline, settings) if change.failing]
-    worse = [change for change in worse if change.metric in OUTCOME_OF_METRIC]
+    worse = [change for change in regressions(result, baseline, settings) if change.metric in OUTCOME_OF_METRIC]
     if not worse:
-        return [_field("note", "no accuracy got worse beyond the gate against the stale baseline")]
-    lines = [_field("note", "against the stale baseline, these got worse beyond the gate:")]
-    for change in sorted(worse, key=lambda change: _importance(change.metric)):
+        return [field("note", "no accuracy got worse beyond the gate against the stale baseline")]
+    lines = [field("note", "against the stale baseline, these got worse beyond the gate:")]
+    for change in worse:
         assert change.paired is not None  # accuracies always carry their paired test
         lines.append(
-            f"            {change.metric}: {change.baseline} -> {change.observed} "
+            f"{'':13}{change.metric}: {format_number(change.baseline)} -> {format_number(change.observed)} "
             f"(McNemar p = {change.paired.p_value:.3g})"
         )
     return lines
 
 
+def update_command(nodeid: str, settings: Settings, *extra: str) -> str:
+    """The command that writes this cell's baseline (CI mode refuses writes: say where to run it)."""
+    command = shlex.join(["pytest", nodeid, "--update-baselines", *extra])
+    return f"outside CI mode: {command}, then commit the file" if settings.ci_mode else command
+
+
+def _accepted(cell_id: str, settings: Settings) -> bool:
+    return any(fnmatch.fnmatchcase(cell_id, pattern) for pattern in settings.accept_regressions)
+
+
 def judge(result: CellResult, store: BaselineStore, settings: Settings, *, nodeid: str, rootdir: Path) -> Verdict:
-    """Check ``result`` against its stored baseline, or (``--update-baselines``) return it to be written."""
+    """Check ``result``'s invariants and compare it with its stored baseline, or (``--update-baselines``)
+    return the baseline to write unless it hides a regression."""
     cell_id = result.cell.id
-    path = store.path_for(result.cell)
-    shown = display_path(path, rootdir)
-    refresh = f"pytest {shlex.quote(nodeid)} --update-baselines"
-    problems: list[str] = []
+    shown = display_path(store.path_for(result.cell), rootdir)
+    refresh = update_command(nodeid, settings)
+    violations = check_invariants(result, settings.invariants, settings.alpha)
+    violated = [describe_violations(cell_id, violations)] if violations else []
+    records = tuple(violation.as_record() for violation in violations)
 
-    drop = result.metrics.get("clean_accuracy_drop")
-    if isinstance(drop, (int, float)) and drop > settings.max_clean_drop:
-        problems.append(
-            "\n".join(
-                [
-                    f"advprune: the pruned model of cell {cell_id} lost too much clean accuracy; its robustness "
-                    "numbers are not meaningful.",
-                    _field("cell", cell_id),
-                    _field("metric", "clean_accuracy_drop"),
-                    _field("base", f"{result.metrics['base_clean_accuracy']}%"),
-                    _field("pruned", f"{result.metrics['pruned_clean_accuracy']}%"),
-                    _field("allowed", f"<= {settings.max_clean_drop:g} points (ini advprune_max_clean_drop)"),
-                    _field("fix", "prune less, fine-tune longer (ini advprune_finetune_epochs), or raise the limit"),
-                ]
-            )
-        )
-
-    if settings.update_baselines:
-        return Verdict("accepted", tuple(problems), payload=payload(result))
-
+    unusable: str | None = None
     try:
         baseline = store.load(result.cell)
     except BaselineFileError as error:
-        lines = [
-            f"advprune: baseline file {shown!r} is unusable: {error.problem}.",
-            _field("cell", cell_id),
-            _field("fix", f"restore it (git checkout -- {shown}) or re-create it: {refresh}"),
-        ]
-        return Verdict("unusable", (*problems, "\n".join(lines)))
-    if baseline is None:
-        missing = [f"advprune: no baseline for cell {cell_id}.", _field("file", shown)]
-        if settings.ci_mode:
-            missing.append(_field("create", f"outside CI mode: {refresh}, then commit the file"))
-        else:
-            missing.append(_field("create", refresh))
-        return Verdict("missing", (*problems, "\n".join(missing)))
+        baseline = None
+        unusable = "\n".join(
+            [
+                f"advprune: baseline file {shown!r} is unusable: {error.problem}.",
+                field("cell", cell_id),
+                field("fix", f"restore it (git checkout -- {shown}) or re-create it: {refresh}"),
+            ]
+        )
 
-    changes = stale_fields(result.provenance, baseline.provenance)
-    if changes:
-        lines = [f"advprune: the baseline of cell {cell_id} is stale: it measured something else."]
-        lines += [_field("changed", change) for change in changes]
-        lines += [_field("file", shown), _field("refresh", refresh)]
-        lines += _stale_comparison(result, baseline, settings)
-        return Verdict("stale", (*problems, "\n".join(lines)))
+    changes = stale_fields(result.provenance, baseline.provenance) if baseline is not None else []
+    comparable = baseline is not None and (not changes or only_weights_changed(changes))
+    worse = regressions(result, baseline, settings) if baseline is not None and comparable else []
+
+    if settings.update_baselines:
+        return _judge_update(result, worse, violated, records, settings, nodeid)
+
+    if baseline is None:
+        if unusable is not None:
+            return Verdict("violated" if violated else "unusable", (*violated, unusable), violations=records)
+        missing = "\n".join(
+            [f"advprune: no baseline for cell {cell_id}.", field("file", shown), field("create", refresh)]
+        )
+        return Verdict("violated" if violated else "missing", (*violated, missing), violations=records)
+
     environment = tuple(stale_fields(result.provenance, baseline.provenance, ENVIRONMENT_FIELDS))
-    comparisons = paired_comparisons(result, baseline, settings)
+    comparisons = paired_comparisons(result, baseline, settings) if same_samples(result, baseline) else ()
+    worst = worst_change(worse) if worse else None
+    common: dict[str, Any] = {"environment_changes": environment, "comparisons": comparisons, "violations": records}
+
+    if changes and worse:  # retrained weights that made the cell worse
+        lines = [
+            f"advprune: cell {cell_id} regressed: its base model's weights changed, and {len(worse)} metric(s) got "
+            f"worse beyond the gate ({settings.gate}) against the previous weights.",
+            field("cell", cell_id),
+            field("file", shown),
+            *(field("changed", change) for change in changes),
+            *_metric_blocks(worse),
+            "",
+            "advprune: if the weaker model is intended, accept it with: "
+            + update_command(nodeid, settings, "--advprune-accept-regressions"),
+        ]
+        return Verdict("regressed", ("\n".join(lines), *violated), worst=worst, **common)
+    if changes:
+        reason = "its base model's weights changed" if comparable else "it measured something else"
+        lines = [f"advprune: the baseline of cell {cell_id} is stale: {reason}."]
+        lines += [field("changed", change) for change in changes]
+        lines += [field("file", shown)]
+        if comparable:
+            lines.append(
+                field("note", "no regression against the previous weights (no metric got worse beyond the gate)")
+            )
+        else:
+            lines += _stale_note(result, baseline, settings)
+        lines.append(field("refresh", refresh))
+        return Verdict("violated" if violated else "stale", (*violated, "\n".join(lines)), **common)
 
     moved = compare_metrics(result, baseline, settings)
     failing = sorted((change for change in moved if change.failing), key=lambda change: _importance(change.metric))
     if failing:
         lines = [
             f"advprune: {len(failing)} metric(s) of cell {cell_id} failed the gate ({settings.gate}).",
-            _field("cell", cell_id),
-            _field("file", shown),
+            field("cell", cell_id),
+            field("file", shown),
+            *_metric_blocks(failing),
+            "",
+            "advprune: if the change is intended, accept it with: "
+            + update_command(nodeid, settings, *(["--advprune-accept-regressions"] if worse else [])),
         ]
-        for change in failing:
-            lines += ["", _field("metric", change.metric), _field("baseline", change.baseline)]
-            lines += [_field("observed", change.observed), _field("allowed", change.allowed)]
-            if change.paired is not None:
-                lines += _describe_paired(change.paired)
-        lines += ["", f"advprune: if the change is intended, accept it with: {refresh}"]
-        problems.append("\n".join(lines))
-    status = "failed" if problems else "improved" if any(change.improved for change in moved) else "passed"
-    return Verdict(status, tuple(problems), environment_changes=environment, comparisons=comparisons)
+        return Verdict("failed", ("\n".join(lines), *violated), worst=worst, **common)
+    if violated:
+        return Verdict("violated", tuple(violated), **common)
+    return Verdict("improved" if any(change.improved for change in moved) else "passed", **common)
+
+
+def _judge_update(
+    result: CellResult,
+    worse: list[MetricChange],
+    violated: list[str],
+    records: tuple[dict[str, Any], ...],
+    settings: Settings,
+    nodeid: str,
+) -> Verdict:
+    """``--update-baselines``: write the new baseline, unless its numbers are worse beyond the gate than
+    the existing one (the same cell, or the same cell on retrained weights) and the regression was not
+    accepted with ``--advprune-accept-regressions``."""
+    cell_id = result.cell.id
+    if not worse:
+        return Verdict("violated" if violated else WRITE, tuple(violated), payload(result), violations=records)
+    worst = worst_change(worse)
+    if _accepted(cell_id, settings):
+        return Verdict(
+            "violated" if violated else "accepted", tuple(violated), payload(result), violations=records, worst=worst
+        )
+    lines = [
+        f"advprune: refused to update the baseline of cell {cell_id}: {len(worse)} metric(s) got worse beyond the "
+        f"gate ({settings.gate}).",
+        field("cell", cell_id),
+        *_metric_blocks(worse),
+        "",
+        "advprune: if the weaker numbers are intended, accept them with: "
+        + update_command(nodeid, settings, "--advprune-accept-regressions"),
+    ]
+    return Verdict("refused", ("\n".join(lines), *violated), violations=records, worst=worst)

@@ -3,19 +3,27 @@
 Each axis comes from its ini key (``advprune_models``, ``advprune_prunings``, ``advprune_attacks``).
 An axis without an ini key takes the entries registered outside the plugin (a project's conftest.py
 or package) at their default parameters, or, when there are none, the embedded defaults below.
-The ``--advprune-models/prunings/attacks`` patterns then deselect by id.
+A pruning or attack line may end in a scope, ``for dataset=cifar10`` or ``for model=resnet*`` (see
+``scopes.py``; a bare pattern is a model name): it then applies to the models it selects only, so one
+suite holds a digits model attacked at eps 0.1 and a 32x32 RGB model at eps 8/255. Ids and baseline
+paths do not show the scope. The ``--advprune-models/prunings/attacks`` patterns then deselect by id.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from pytest_advprune.options import Settings
 from pytest_advprune.registry import ATTACKS, DATASETS, MODELS, PRUNINGS, RegistryError
+from pytest_advprune.scopes import EVERYWHERE, Scope, ScopeError, split_scope
 from pytest_advprune.specs import AttackSpec, CellSpec, PruningSpec, SpecError, VariantSpec, parse_attack, parse_pruning
+
+SpecT = TypeVar("SpecT", PruningSpec, AttackSpec)
+MATRIX_SCOPE_KEYS = ("model", "dataset")
 
 DEFAULT_MODELS = ("lenet", "mlp", "mobilenet", "resnet", "vgg")
 DEFAULT_PRUNINGS = ("l1_unstructured:0.5", "l1_filter:0.3", "channel:0.5")
@@ -27,17 +35,35 @@ class MatrixError(ValueError):
 
 
 @dataclass(frozen=True)
+class Scoped(Generic[SpecT]):
+    """A pruning or attack of the matrix and the models it applies to."""
+
+    spec: SpecT
+    scope: Scope
+    line: str  # as declared, for messages
+
+    def applies_to(self, model: str) -> bool:
+        return self.scope.matches(model=model, dataset=MODELS.get(model).dataset)
+
+
+@dataclass(frozen=True)
 class Matrix:
     models: tuple[str, ...]
-    prunings: tuple[PruningSpec, ...]
-    attacks: tuple[AttackSpec, ...]
+    prunings: tuple[Scoped[PruningSpec], ...]
+    attacks: tuple[Scoped[AttackSpec], ...]
+
+    def prunings_for(self, model: str) -> list[PruningSpec]:
+        return [entry.spec for entry in self.prunings if entry.applies_to(model)]
+
+    def attacks_for(self, model: str) -> list[AttackSpec]:
+        return [entry.spec for entry in self.attacks if entry.applies_to(model)]
 
     @property
     def cells(self) -> list[CellSpec]:
-        return [CellSpec(m, p, a) for m in self.models for p in self.prunings for a in self.attacks]
+        return [CellSpec(m, p, a) for m in self.models for p in self.prunings_for(m) for a in self.attacks_for(m)]
 
     def variants(self, batch_sizes: Sequence[int]) -> list[VariantSpec]:
-        return [VariantSpec(m, p, b) for m in self.models for p in (None, *self.prunings) for b in batch_sizes]
+        return [VariantSpec(m, p, b) for m in self.models for p in (None, *self.prunings_for(m)) for b in batch_sizes]
 
 
 def _axis(ini_specs: Sequence[str] | None, registered: list[str], defaults: Sequence[str]) -> list[str]:
@@ -47,12 +73,12 @@ def _axis(ini_specs: Sequence[str] | None, registered: list[str], defaults: Sequ
 
 
 @contextmanager
-def _source(ini_key: str, declared: Sequence[str] | None) -> Iterator[None]:
-    """Re-raise registry and spec errors as ``MatrixError`` naming where the bad entry came from."""
+def _source(ini_key: str, declared: bool) -> Iterator[None]:
+    """Re-raise registry, spec and scope errors as ``MatrixError`` naming where the bad entry came from."""
     try:
         yield
-    except (RegistryError, SpecError) as error:
-        where = f"ini {ini_key}" if declared is not None else "the default matrix"
+    except (RegistryError, SpecError, ScopeError) as error:
+        where = f"ini {ini_key}" if declared else "the default matrix"
         raise MatrixError(f"{error} (from {where})") from None
 
 
@@ -60,13 +86,32 @@ def _matches(identifier: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(identifier, pattern) for pattern in patterns)
 
 
-def _unique(items: list[str], what: str, source: str) -> list[str]:
-    seen: set[str] = set()
-    for item in items:
-        if item in seen:
-            raise MatrixError(f"{what} {item!r} appears twice in {source}; list each once.")
-        seen.add(item)
-    return items
+def _scoped_specs(
+    lines: Sequence[str], parse: Callable[[str], SpecT], models: Sequence[str], ini_key: str, declared: bool
+) -> list[Scoped[SpecT]]:
+    """Parse ``spec [for scope]`` lines; each must select a model, and no model may get one id twice."""
+    entries: list[Scoped[SpecT]] = []
+    with _source(ini_key, declared):
+        for line in lines:
+            text, scope = split_scope(line, keys=MATRIX_SCOPE_KEYS, bare_key="model", source=f"ini {ini_key}")
+            entries.append(Scoped(parse(text), scope, line.strip()))
+    for entry in entries:
+        if entry.scope is not EVERYWHERE and not any(entry.applies_to(model) for model in models):
+            datasets = sorted({MODELS.get(model).dataset for model in models})
+            raise MatrixError(
+                f"ini {ini_key}: {entry.line!r} applies to no model of the matrix (models: {', '.join(models)}; "
+                f"their datasets: {', '.join(datasets)})."
+            )
+    for model in models:
+        seen: dict[str, str] = {}
+        for entry in (entry for entry in entries if entry.applies_to(model)):
+            if entry.spec.id in seen:
+                raise MatrixError(
+                    f"ini {ini_key}: {seen[entry.spec.id]!r} and {entry.line!r} both give model {model!r} "
+                    f"{entry.spec.id!r}; list each once per model (narrow one of them with 'for ...')."
+                )
+            seen[entry.spec.id] = entry.line
+    return sorted(entries, key=lambda entry: (entry.spec.id, entry.scope.text))
 
 
 def build_matrix(settings: Settings) -> Matrix:
@@ -75,21 +120,27 @@ def build_matrix(settings: Settings) -> Matrix:
     user_prunings = [e.name for e in PRUNINGS.entries() if not e.builtin]
     user_attacks = [e.name for e in ATTACKS.entries() if not e.builtin and not e.slow]
     model_names = _axis(settings.model_specs, user_models, DEFAULT_MODELS)
-    with _source("advprune_models", settings.model_specs):
-        for name in model_names:
+    with _source("advprune_models", settings.model_specs is not None):
+        for index, name in enumerate(model_names):
+            if name in model_names[:index]:
+                raise MatrixError(f"Model {name!r} appears twice in advprune_models; list each once.")
             DATASETS.get(MODELS.get(name).dataset)
-    with _source("advprune_prunings", settings.pruning_specs):
-        prunings = [parse_pruning(s) for s in _axis(settings.pruning_specs, user_prunings, DEFAULT_PRUNINGS)]
-    with _source("advprune_attacks", settings.attack_specs):
-        attacks = [parse_attack(s) for s in _axis(settings.attack_specs, user_attacks, DEFAULT_ATTACKS)]
-    _unique(model_names, "Model", "advprune_models")
-    _unique([p.id for p in prunings], "Pruning", "advprune_prunings")
-    _unique([a.id for a in attacks], "Attack", "advprune_attacks")
+    models = sorted(model_names)
+    prunings = _axis(settings.pruning_specs, user_prunings, DEFAULT_PRUNINGS)
+    attacks = _axis(settings.attack_specs, user_attacks, DEFAULT_ATTACKS)
     return Matrix(
-        models=tuple(sorted(model_names)),
-        prunings=tuple(sorted(prunings, key=lambda p: p.id)),
-        attacks=tuple(sorted(attacks, key=lambda a: a.id)),
+        models=tuple(models),
+        prunings=tuple(
+            _scoped_specs(prunings, parse_pruning, models, "advprune_prunings", settings.pruning_specs is not None)
+        ),
+        attacks=tuple(
+            _scoped_specs(attacks, parse_attack, models, "advprune_attacks", settings.attack_specs is not None)
+        ),
     )
+
+
+def is_selected_model(model: str, settings: Settings) -> bool:
+    return _matches(model, settings.model_patterns)
 
 
 def is_selected(spec: CellSpec | VariantSpec, settings: Settings) -> bool:

@@ -62,6 +62,19 @@ OUTCOME_OF_METRIC = {
     "pruned_robust_accuracy": "pruned_adversarial",
     "transfer_robust_accuracy": "transfer_adversarial",
 }
+# Every metric a cell reports, in the order compute_metrics returns them.
+METRIC_NAMES = (
+    "samples",
+    *POINT_METRICS[:-1],
+    "base_parameters",
+    "pruned_parameters",
+    "base_nonzero_parameters",
+    "pruned_nonzero_parameters",
+    "sparsity",
+    "compression_ratio",
+    "base_macs",
+    "pruned_macs",
+)
 OUTCOME_NAMES = ("base_clean", "pruned_clean", "base_adversarial", "pruned_adversarial", "transfer_adversarial")
 DIGITS = 4  # stored precision; far below one sample's weight (100/n points) for any realistic n
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_advprune.invariants import DEFAULT_INVARIANTS, InvariantError, Invariants, parse_invariants
+
 DEFAULT_TOLERANCE = 2.0  # accuracy points; about 9 of 450 digits samples
-DEFAULT_MAX_CLEAN_DROP = 3.0
 DEVICE_CHOICES = "cpu, cuda, cuda:N, mps or auto"
 
 
@@ -32,7 +33,6 @@ class Settings:
     seed: int
     tolerance: float
     metric_tolerances: dict[str, float]
-    max_clean_drop: float
     finetune_epochs: int
     finetune_learning_rate: float
     threads: int
@@ -45,6 +45,8 @@ class Settings:
     prune_baselines: bool = False
     report_path: Path | None = None
     dtype: str = "float32"
+    invariants: Invariants = DEFAULT_INVARIANTS
+    accept_regressions: tuple[str, ...] = ()  # cell-id patterns whose regressions an update may write
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -76,6 +78,15 @@ def add_options(parser: pytest.Parser) -> None:
         "--advprune-samples",
         default=None,
         help="Number of evaluation samples per cell (a seeded subset). Default: ini advprune_samples or all",
+    )
+    group.addoption(
+        "--advprune-accept-regressions",
+        nargs="?",
+        const="*",
+        default=None,
+        metavar="PATTERNS",
+        help="With --update-baselines, also write cells whose numbers got worse beyond the gate (all, or the "
+        "cells whose ids match these comma-separated fnmatch patterns). Default: refuse them",
     )
     group.addoption(
         "--advprune-ci",
@@ -136,8 +147,19 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "advprune_max_clean_drop",
-        "Largest clean-accuracy loss (points) a pruned model may have for its cell to pass",
-        default=str(DEFAULT_MAX_CLEAN_DROP),
+        "Largest clean-accuracy loss (points) of a pruned model: 'points [for scope]' per line (default 3)",
+        type="linelist",
+    )
+    parser.addini(
+        "advprune_max_robustness_gap",
+        "Largest significant drop (points) of pruned white-box / transfer robust accuracy below the base "
+        "model's white-box robust accuracy: '[metric =] points [for scope]' per line (default 15)",
+        type="linelist",
+    )
+    parser.addini(
+        "advprune_floors",
+        "Bounds any metric must keep: 'metric >= value [for scope]' or 'metric <= value [for scope]' per line",
+        type="linelist",
     )
     parser.addini("advprune_finetune_epochs", "Fine-tuning epochs after pruning", default="5")
     parser.addini("advprune_finetune_lr", "Fine-tuning learning rate (Adam)", default="0.001")
@@ -223,8 +245,57 @@ def parse_dtype(text: str) -> str:
     return text
 
 
+TRUE_WORDS = ("1", "true", "t", "yes", "y", "on", "enable", "enabled")
+FALSE_WORDS = ("", "0", "false", "f", "no", "n", "off", "disable", "disabled")
+
+
 def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+    """An environment variable as a boolean; a value that is neither a usual true word nor a usual false
+    word is refused, so that a typo never silently leaves a safety switch off."""
+    value = os.environ.get(name, "")
+    if value.strip().lower() in TRUE_WORDS:
+        return True
+    if value.strip().lower() in FALSE_WORDS:
+        return False
+    raise pytest.UsageError(
+        f"{name}={value!r} is not a yes/no value. Use one of {', '.join(TRUE_WORDS)} to turn it on, or one of "
+        f"{', '.join(w for w in FALSE_WORDS if w)} (or leave it unset) to turn it off."
+    )
+
+
+def parse_accept_patterns(text: str | None, update: bool) -> tuple[str, ...]:
+    if text is None:
+        return ()
+    if not update:
+        raise pytest.UsageError(
+            "--advprune-accept-regressions only applies to --update-baselines: add --update-baselines to write "
+            "the cells whose numbers got worse."
+        )
+    if "/" in text or "::" in text or text.endswith(".py") or os.sep in text:
+        # nargs='?' takes the next word: 'pytest --update-baselines --advprune-accept-regressions suites/'.
+        raise pytest.UsageError(
+            f"--advprune-accept-regressions took {text!r} as its cell patterns, which looks like a path. Put "
+            "paths before it, or give patterns with '=': --advprune-accept-regressions='resnet-*'."
+        )
+    return parse_patterns(text)
+
+
+def check_report_path(text: str) -> Path:
+    """The report file, checked before any cell runs: a report that cannot be written is a usage error
+    now, not a traceback after an hour of cells."""
+    path = Path(text).resolve()
+    if path.suffix not in (".json", ".md"):
+        raise pytest.UsageError(f"--advprune-report={text!r} must end in .json or .md.")
+    if path.is_dir():
+        raise pytest.UsageError(f"--advprune-report={text!r} is a directory. Give a file name, e.g. {text}/report.md.")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise pytest.UsageError(
+                    f"--advprune-report={text!r} lies under {str(parent)!r}, which is a file, not a folder."
+                )
+            break
+    return path
 
 
 def active_filters(config: pytest.Config) -> list[str]:
@@ -269,7 +340,8 @@ def read_settings(config: pytest.Config) -> Settings:
     if samples_text and samples_text.lower() != "all":
         samples = int(parse_number(samples_text, "--advprune-samples", int, 1, "Use a positive integer, or 'all'."))
     baselines = option("advprune_baselines_dir") or ini("advprune_baselines_dir") or "baselines"
-    ci_mode = bool(config.getoption("advprune_ci")) or bool(config.getini("advprune_ci")) or _env_flag("ADVPRUNE_CI")
+    env_ci = _env_flag("ADVPRUNE_CI")  # read even when the flag is given: a bad value is always reported
+    ci_mode = bool(config.getoption("advprune_ci")) or bool(config.getini("advprune_ci")) or env_ci
     update = bool(config.getoption("update_baselines"))
     prune = bool(config.getoption("advprune_prune_baselines"))
     if ci_mode and (update or prune):
@@ -292,10 +364,18 @@ def read_settings(config: pytest.Config) -> Settings:
     if not 0.0 < alpha < 1.0:
         raise pytest.UsageError(f"advprune_alpha={alpha!r} must be between 0 and 1, e.g. 0.05.")
     report = option("advprune_report")
-    if report is not None and Path(report).suffix not in (".json", ".md"):
-        raise pytest.UsageError(f"--advprune-report={report!r} must end in .json or .md.")
+    try:
+        invariants = parse_invariants(
+            [str(v) for v in config.getini("advprune_max_clean_drop")],
+            [str(v) for v in config.getini("advprune_max_robustness_gap")],
+            [str(v) for v in config.getini("advprune_floors")],
+        )
+    except InvariantError as error:
+        raise pytest.UsageError(str(error)) from None
     return Settings(
-        report_path=Path(report).resolve() if report else None,
+        report_path=check_report_path(report) if report else None,
+        invariants=invariants,
+        accept_regressions=parse_accept_patterns(option("advprune_accept_regressions"), update),
         gate=gate,
         alpha=alpha,
         ci_mode=ci_mode,
@@ -320,9 +400,6 @@ def read_settings(config: pytest.Config) -> Settings:
         ),
         metric_tolerances=parse_tolerances(
             list(config.getini("advprune_metric_tolerances")), "advprune_metric_tolerances"
-        ),
-        max_clean_drop=float(
-            parse_number(ini("advprune_max_clean_drop"), "advprune_max_clean_drop", float, 0.0, "Use points, e.g. 3.0.")
         ),
         finetune_epochs=int(
             parse_number(ini("advprune_finetune_epochs"), "advprune_finetune_epochs", int, 0, "Use an integer >= 0.")

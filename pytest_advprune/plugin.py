@@ -5,14 +5,15 @@ torch is imported only once a test needs it, so loading the plugin costs nothing
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_advprune import options
+from pytest_advprune import options, paths
 from pytest_advprune.registry import ATTACKS, DATASETS, MODELS, PRUNINGS
 from pytest_advprune.report import LATENCY_PROPERTY, VERDICT_PROPERTY, RunReport
+from pytest_advprune.session import SetupError
 
 if TYPE_CHECKING:
     import torch
@@ -48,13 +49,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{CELL_MARKER}: a model x pruning x attack robustness cell (pytest-advprune)")
     config.addinivalue_line("markers", f"{TIMING_MARKER}: an inference latency benchmark (pytest-advprune)")
     config.addinivalue_line("markers", f"{SLOW_MARKER}: a cell whose attack is slow, such as AutoAttack")
+    paths.set_rootdir(config.rootpath)  # relative paths in conftest.py files mean the project's files
     session = AdvPruneSession(options.read_settings(config))
     config.stash[SESSION_KEY] = session
     if not hasattr(config, "workerinput"):  # an xdist worker only runs tests; the controller writes and reports
         config.pluginmanager.register(RunReport(session, config.rootpath), REPORTER_NAME)
 
 
+@pytest.hookimpl(tryfirst=True)  # before other plugins' unconfigure, which may raise (warnings as errors)
 def pytest_unconfigure(config: pytest.Config) -> None:
+    paths.set_rootdir(None)
     snapshots = config.stash.get(SNAPSHOT_KEY, None)
     if snapshots is not None:
         DATASETS.restore(snapshots[0])
@@ -69,12 +73,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not (wants_cell or wants_variant):
         return
     from pytest_advprune.matrix import MatrixError
+    from pytest_advprune.session import SetupError
 
     session = metafunc.config.stash[SESSION_KEY]
     problem: str | None = None
     try:
         matrix = session.matrix
-    except MatrixError as error:
+        session.check_datasets()  # bad data stops the run here, with one message, before any cell runs
+    except (MatrixError, SetupError) as error:
         problem = str(error)
     if problem is not None:
         pytest.fail(f"advprune: {problem}", pytrace=False)  # outside except: no chained traceback
@@ -113,6 +119,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A dataset or model that cannot be built fails its cells with the one message that says why (which
+    file, which factory, what to do), not with a traceback through the plugin."""
+    report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(SetupError):
+        report.longrepr = f"advprune: {call.excinfo.value}"
+    return report
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -197,31 +215,37 @@ def check_baseline(request: pytest.FixtureRequest, advprune_session: AdvPruneSes
     """``check_baseline(result)`` compares with the stored baseline (or writes it with --update-baselines)
     and fails the test with one line per field when anything is out of tolerance."""
     from pytest_advprune.baselines import BaselineStore
-    from pytest_advprune.gate import judge
+    from pytest_advprune.gate import Verdict, judge
 
     store = BaselineStore(advprune_session.settings.baselines_dir)
 
     def check(result: CellResult) -> None:
         __tracebackhide__ = True
-        verdict = judge(
-            result, store, advprune_session.settings, nodeid=request.node.nodeid, rootdir=request.config.rootpath
-        )
+        try:
+            verdict = judge(
+                result, store, advprune_session.settings, nodeid=request.node.nodeid, rootdir=request.config.rootpath
+            )
+        except Exception as error:  # every cell that ran gets a verdict and a count, even on a plugin bug
+            verdict = Verdict("error", (f"advprune: checking cell {result.cell.id} failed: {error!r}",))
         request.node.user_properties.append(
             (
                 VERDICT_PROPERTY,
                 {
                     "cell": result.cell.id,
+                    "nodeid": request.node.nodeid,
                     "status": verdict.status,
                     "file": str(store.path_for(result.cell).relative_to(store.root)),
                     "payload": verdict.payload,
                     "environment_changes": list(verdict.environment_changes),
                     "comparisons": list(verdict.comparisons),
+                    "violations": list(verdict.violations),
+                    "worst": verdict.worst,
                     "metrics": result.metrics,
                 },
             )
         )
         if not verdict.ok:
-            raise AssertionError("\n".join(verdict.problems))
+            raise AssertionError("\n\n".join(verdict.problems))
 
     return check
 

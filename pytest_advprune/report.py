@@ -9,29 +9,39 @@ the single process of a serial run) and is the only writer.
 
 from __future__ import annotations
 
+import shlex
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_advprune.baselines import BaselineStore, display_path
+from pytest_advprune.gate import WRITE
 
 if TYPE_CHECKING:
     from pytest_advprune.session import AdvPruneSession
 
+# The summary counts verdicts in the order a reviewer cares about them (see gate.py for their meaning).
 STATUS_ORDER = (
-    "passed",
-    "improved",
     "failed",
+    "regressed",
+    "refused",
+    "write failed",
+    "error",
+    "violated",
     "stale",
     "missing",
     "unusable",
+    "improved",
+    "accepted",
+    "passed",
     "created",
     "updated",
     "unchanged",
-    "write failed",
 )
+FAILING_STATUSES = frozenset(STATUS_ORDER[:9])
 VERDICT_PROPERTY = "advprune_verdict"
 LATENCY_PROPERTY = "advprune_latency"
 
@@ -50,10 +60,13 @@ class RunReport:
         self.records: dict[str, dict[str, Any]] = {}  # cell id -> status, metrics, paired comparisons
         self.environment_changes: Counter[str] = Counter()
         self.write_errors: list[str] = []
+        self.finish_errors: list[str] = []  # report or clean-up failures at the end of the run
+        self.checked: set[str] = set()  # node ids whose test attached a verdict
         self.unused: list[Path] = []
         self.deleted: list[Path] = []
         self.latencies: dict[tuple[str, int, str], float] = {}  # (model, batch size, variant) -> median seconds
         self.unmeasured_timings = 0
+        self.invocation = "pytest"  # the command line of this run, for the commands the summary suggests
 
     # -- hooks -------------------------------------------------------------------------------------
 
@@ -61,24 +74,42 @@ class RunReport:
         if report.when == "call":
             for name, value in report.user_properties:
                 if name == VERDICT_PROPERTY and isinstance(value, dict):
+                    self.checked.add(report.nodeid)
                     self._record_verdict(value)
                 elif name == LATENCY_PROPERTY and isinstance(value, dict):
                     self._record_latency(value)
+        if report.failed and report.when in ("setup", "call") and report.nodeid not in self.checked:
+            self._record_error(report)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         # Before the terminal reporter's sessionfinish, which prints the summary.
+        self.invocation = shlex.join(["pytest", *_without_accept_option(session.config.invocation_params.args)])
         if not self.verdicts:
             return
         self.unused = self._unused_files()
         if self.settings.prune_baselines:
+            kept = []
             for path in self.unused:
-                path.unlink()
-                self.deleted.append(path)
-            self.unused = []
+                try:
+                    path.unlink()
+                except OSError as error:
+                    kept.append(path)
+                    self.finish_errors.append(
+                        f"could not delete unused baseline {display_path(path, self.rootdir)}: {error.strerror}"
+                    )
+                else:
+                    self.deleted.append(path)
+            self.unused = kept
         if self.settings.report_path is not None:
-            write_report(self.settings.report_path, self.records, self.settings.gate)
-        if self.write_errors and session.exitstatus == pytest.ExitCode.OK:
+            try:
+                write_report(self.settings.report_path, self.records, self.settings.gate)
+            except OSError as error:
+                self.finish_errors.append(
+                    f"could not write the report {display_path(self.settings.report_path, self.rootdir)}: "
+                    f"{error.strerror or error}"
+                )
+        if (self.write_errors or self.finish_errors) and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
@@ -93,16 +124,34 @@ class RunReport:
     def _record_verdict(self, value: dict[str, Any]) -> None:
         cell, status = str(value["cell"]), str(value["status"])
         baseline = value.get("payload")
-        if status == "accepted" and isinstance(baseline, dict):
-            status = self._write(value, baseline)
+        if isinstance(baseline, dict):
+            written = self._write(value, baseline)
+            if written == "write failed" or status == WRITE:
+                status = written
         self.verdicts[cell] = status
         self.records[cell] = {
             "status": status,
+            "file": value.get("file"),
+            "nodeid": value.get("nodeid"),
             "metrics": value.get("metrics") or {},
             "comparisons": value.get("comparisons") or [],
+            "violations": value.get("violations") or [],
+            "worst": value.get("worst"),
+            # A baseline written although worse than the one it replaced: --advprune-accept-regressions.
+            "accepted": isinstance(baseline, dict) and value.get("worst") is not None and status != "write failed",
         }
         for change in value.get("environment_changes") or ():
             self.environment_changes[str(change)] += 1
+
+    def _record_error(self, report: pytest.TestReport) -> None:
+        """A cell test that failed before its baseline check (a fixture error, a model that cannot be built,
+        an assertion of the test itself) still gets a verdict and a count."""
+        if "advprune_cell" not in report.keywords:
+            return
+        cell = report.nodeid.rpartition("[")[2].rstrip("]") or report.nodeid
+        if cell not in self.verdicts:
+            self.verdicts[cell] = "error"
+            self.records[cell] = {"status": "error", "nodeid": report.nodeid, "metrics": {}, "comparisons": []}
 
     def _write(self, value: dict[str, Any], baseline: dict[str, Any]) -> str:
         if self.settings.ci_mode or not self.settings.update_baselines:  # never, whatever a worker sent
@@ -143,7 +192,8 @@ class RunReport:
             if self.deleted:
                 parts.append(f"{len(self.deleted)} deleted")
             lines.append(f"{_count(len(self.verdicts), 'cell')}: " + ", ".join(parts))
-        if self.verdicts.values() and "improved" in self.verdicts.values():
+        lines += self.regression_lines()
+        if "improved" in self.verdicts.values():
             lines.append(
                 "improved cells passed, but their baselines are out of date: refresh them with --update-baselines"
             )
@@ -152,13 +202,16 @@ class RunReport:
                 f"warning: {_count(count, 'cell')} compared with baselines made elsewhere ({change}); "
                 "numbers may move slightly, within tolerance"
             )
+        hint = "outside CI mode, " if self.settings.ci_mode else ""
         for path in self.unused:
             lines.append(
-                f"unused baseline: {display_path(path, self.rootdir)} (delete with --advprune-prune-baselines)"
+                f"unused baseline: {display_path(path, self.rootdir)} ({hint}delete with --advprune-prune-baselines "
+                "on an unfiltered run)"
             )
         for path in self.deleted:
             lines.append(f"deleted unused baseline: {display_path(path, self.rootdir)}")
         lines += [f"could not write baseline {error}" for error in self.write_errors]
+        lines += [f"error: {error}" for error in self.finish_errors]
         if self.unmeasured_timings:
             lines.append(
                 f"notice: {_count(self.unmeasured_timings, 'timing test')} measured nothing: pytest-benchmark "
@@ -166,6 +219,26 @@ class RunReport:
                 "Time serially: pytest suites/ -m advprune_timing"
             )
         lines += self.latency_lines()
+        return lines
+
+    def regression_lines(self) -> list[str]:
+        """Refused and accepted regressions by name, so a log or a PR shows every one of them."""
+        from pytest_advprune.gate import describe_worst
+
+        lines = []
+        refused = [cell for cell, status in sorted(self.verdicts.items()) if status == "refused"]
+        for cell in refused:
+            worst = self.records[cell].get("worst")
+            lines.append(
+                f"refused (worse than its baseline, not written): {cell}: {describe_worst(worst) if worst else ''}"
+            )
+        if refused:
+            accept = f"--advprune-accept-regressions={','.join(refused)}"
+            lines.append(f"accept them with: {self.invocation} {shlex.quote(accept)}")
+        for cell, record in sorted(self.records.items()):
+            worst = record.get("worst")
+            if record["status"] != "refused" and worst and record.get("accepted"):
+                lines.append(f"accepted regression (written): {cell}: {describe_worst(worst)}")
         return lines
 
     def latency_lines(self) -> list[str]:
@@ -181,6 +254,20 @@ class RunReport:
         lines = ["median inference latency (pytest-benchmark)", header]
         lines += [f"{m:<12}{v:<24}{n:>6}{b * 1e3:>10.3f}{p * 1e3:>11.3f}{s:>8.2f}x" for m, v, n, b, p, s in rows]
         return lines
+
+
+def _without_accept_option(args: Sequence[str]) -> list[str]:
+    """The run's arguments less any --advprune-accept-regressions (the summary's command replaces it)."""
+    kept: list[str] = []
+    skip_value = False
+    for arg in map(str, args):
+        if skip_value and not arg.startswith("-") and "/" not in arg and not arg.endswith(".py"):
+            skip_value = False
+            continue
+        skip_value = arg == "--advprune-accept-regressions"
+        if not arg.startswith("--advprune-accept-regressions"):
+            kept.append(arg)
+    return kept
 
 
 def write_report(path: Path, records: dict[str, dict[str, Any]], gate: str) -> None:

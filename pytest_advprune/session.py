@@ -61,6 +61,22 @@ def weights_fingerprint(module: nn.Module) -> str:
     return fingerprint_tensors(*(state[k] for k in keys)) + f"+keys:{names}"
 
 
+class SetupError(Exception):
+    """A dataset or model that cannot be built: the message names it, where it was registered, and why."""
+
+
+def device_name(device: torch.device) -> str:
+    """What computed the numbers, finer than the device type: the CPU's vector instruction set (AVX2 and
+    AVX-512 machines round differently, and fine-tuning amplifies that) or the GPU model."""
+    import torch
+
+    if device.type == "cuda":
+        return str(torch.cuda.get_device_name(device))
+    if device.type == "cpu":
+        return f"cpu ({torch.backends.cpu.get_cpu_capability()})"
+    return device.type
+
+
 class AdvPruneSession:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -81,22 +97,20 @@ class AdvPruneSession:
             from pytest_advprune.matrix import build_matrix
 
             load_builtins()
-            matrix = build_matrix(self.settings)
-            self._check_samples(matrix)
-            self._matrix = matrix
+            self._matrix = build_matrix(self.settings)
         return self._matrix
 
-    def _check_samples(self, matrix: Matrix) -> None:
-        """--advprune-samples must fit every dataset of the matrix: a usage error before any cell runs."""
-        from pytest_advprune.matrix import MatrixError
+    def check_datasets(self) -> None:
+        """Load (and so validate) the dataset of every selected model, and check --advprune-samples against
+        them, so that bad data stops the run with one message before any cell runs."""
+        from pytest_advprune.matrix import MatrixError, is_selected_model
         from pytest_advprune.registry import MODELS
 
+        names = {MODELS.get(model).dataset for model in self.matrix.models if is_selected_model(model, self.settings)}
         wanted = self.settings.samples
-        if wanted is None:
-            return
-        for name in sorted({MODELS.get(model).dataset for model in matrix.models}):
+        for name in sorted(names):
             available = len(self.dataset(name).eval_labels)
-            if wanted > available:
+            if wanted is not None and wanted > available:
                 raise MatrixError(
                     f"--advprune-samples={wanted} exceeds the {available} evaluation images of dataset {name!r}. "
                     f"Use at most {available}, or omit it to use all."
@@ -117,9 +131,21 @@ class AdvPruneSession:
 
     def dataset(self, name: str) -> Dataset:
         if name not in self._datasets:
+            from pytest_advprune.checkpoints import CheckpointError
+            from pytest_advprune.data import Dataset, DatasetError
             from pytest_advprune.registry import DATASETS
 
-            self._datasets[name] = DATASETS.get(name).factory()
+            entry = DATASETS.get(name)
+            try:
+                dataset = entry.factory()
+            except (DatasetError, CheckpointError, OSError) as error:
+                raise SetupError(f"dataset {name!r} (registered by {entry.origin}) cannot be used: {error}") from None
+            if not isinstance(dataset, Dataset):
+                raise SetupError(
+                    f"dataset {name!r} (registered by {entry.origin}) returned a {type(dataset).__name__}; a dataset "
+                    "factory returns pytest_advprune.Dataset(...) or Dataset.from_splits(...)."
+                )
+            self._datasets[name] = dataset
         return self._datasets[name]
 
     def eval_set(self, dataset_name: str) -> EvalSet:
@@ -148,11 +174,23 @@ class AdvPruneSession:
 
     def base_model(self, name: str) -> BaseModel:
         if name not in self._bases:
+            from torch import nn
+
+            from pytest_advprune.checkpoints import CheckpointError
             from pytest_advprune.pruning import model_size
             from pytest_advprune.registry import MODELS
 
             entry = MODELS.get(name)
-            module = entry.factory().to(self.device).eval()
+            try:
+                built = entry.factory()
+            except (CheckpointError, OSError) as error:
+                raise SetupError(f"model {name!r} (registered by {entry.origin}) cannot be built: {error}") from None
+            if not isinstance(built, nn.Module):
+                raise SetupError(
+                    f"model {name!r} (registered by {entry.origin}) returned a {type(built).__name__}, not an "
+                    "nn.Module."
+                )
+            module = built.to(self.device).eval()
             for parameter in module.parameters():
                 parameter.requires_grad_(True)
             example = self.dataset(entry.dataset).eval_images[:1].to(self.device)
@@ -212,6 +250,7 @@ class AdvPruneSession:
             "plugin_version": __version__,
             "torch_version": torch.__version__.split("+")[0],
             "device": self.device.type,
+            "device_name": device_name(self.device),
             "seed": self.settings.seed,
             "samples": len(data.labels),
             "dataset": {"name": base.entry.dataset, "fingerprint": data.fingerprint},

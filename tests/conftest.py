@@ -53,7 +53,7 @@ pytest_plugins = ["pytester"]
 # A project as a user would write it: a dataset and a model registered in conftest.py. The labels are
 # the argmax of a fixed linear map of the pixels, and the model is that map plus a little seeded noise:
 # a near-perfect classifier without training. TINY_SEED swaps in other noise, the way a retrained
-# model has other weights.
+# model has other weights; TINY_NOISE scales it, the way a worse retrain is a worse classifier.
 TINY_CONFTEST = textwrap.dedent(
     """
     import os
@@ -80,7 +80,7 @@ TINY_CONFTEST = textwrap.dedent(
         noise = torch.randn(10, 64, generator=torch.Generator().manual_seed(int(os.environ.get("TINY_SEED", "0"))))
         model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
         with torch.no_grad():
-            model[1].weight.copy_(projection.T + 0.05 * noise)
+            model[1].weight.copy_(projection.T + float(os.environ.get("TINY_NOISE", "0.05")) * noise)
             model[1].bias.zero_()
         return model
     """

@@ -384,7 +384,7 @@ def test_deepfool_examples_stay_adversarial_when_evaluated_again() -> None:
     from pytest_advprune.data import load_digits
 
     model, data = zoo.load("mlp"), load_digits()
-    images, labels = data.eval_images[:64], data.eval_labels[:64]
+    images, labels = data.eval_images[:24], data.eval_labels[:24]
     entry = ATTACKS.get("deepfool")
     params = {"overshoot": 0.02, "steps": 50}
     adversarial = craft(build_attack(entry, params, model, None, 0), entry, params, images, labels, None, 0)

@@ -205,6 +205,12 @@ def test_another_device_or_torch_version_is_one_warning(tiny_project: pytest.Pyt
         (lambda d: json.dumps({k: v for k, v in d.items() if k != "metrics"}), "*missing keys [[]'metrics'[]]*"),
         (lambda d: json.dumps({**d, "schema_version": 99}), "*schema_version 99 is not supported*"),
         (lambda d: json.dumps({**d, "metrics": {**d["metrics"], "sparsity": "high"}}), "*metric 'sparsity' is 'high'*"),
+        (lambda d: '{"cell": ' + "[" * 100_000 + "]" * 100_000 + "}", "*JSON nested too deeply to read*"),
+        (lambda d: json.dumps(d)[:-1] + ', "x": ' + "9" * 5000 + "}", "*unreadable JSON value (Exceeds the limit*"),
+        (
+            lambda d: json.dumps({**d, "provenance": {**d["provenance"], "samples": 31}}),
+            "*provenance.samples is 31 but outcomes.samples is 32*",
+        ),
     ],
 )
 def test_hand_edited_baseline_fails_its_cell_only(tiny_project: pytest.Pytester, corrupt: object, problem: str) -> None:
@@ -215,7 +221,7 @@ def test_hand_edited_baseline_fails_its_cell_only(tiny_project: pytest.Pytester,
     result = tiny_project.runpytest()
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines([f"*l1_unstructured_0.5/fgsm_0.1.json' is unusable: {problem}"])
-    result.stdout.fnmatch_lines(["*4 cells: 3 passed, 1 unusable*"])
+    result.stdout.fnmatch_lines(["*4 cells: 1 unusable, 3 passed*"])
     assert baseline_tree(tiny_project.path) == before
 
 
@@ -225,3 +231,104 @@ def test_pruning_refuses_an_ini_override_of_the_matrix(tiny_project: pytest.Pyte
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*refuses a filtered run (-o advprune_attacks)*"])
     assert len(baseline_tree(tiny_project.path)) == 4
+
+
+@pytest.mark.parametrize(
+    ("value", "ci_mode"),
+    [
+        ("1", True),
+        ("y", True),
+        ("Yes", True),
+        ("enabled", True),
+        ("on", True),
+        ("0", False),
+        ("no", False),
+        ("", False),
+    ],
+)
+def test_advprune_ci_reads_the_usual_yes_and_no_words(
+    tiny_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, value: str, ci_mode: bool
+) -> None:
+    monkeypatch.setenv("ADVPRUNE_CI", value)
+    result = tiny_project.runpytest("--update-baselines", "-k", "l1_unstructured and fgsm")
+    if ci_mode:
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(["*--update-baselines is refused in CI mode*"])
+    else:
+        result.assert_outcomes(passed=1, deselected=3)
+
+
+@pytest.mark.parametrize("value", ["2", "maybe", "tru"])
+def test_advprune_ci_refuses_other_words(
+    tiny_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("ADVPRUNE_CI", value)
+    result = tiny_project.runpytest("--advprune-ci")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*ADVPRUNE_CI={value!r} is not a yes/no value. Use one of 1, true, *"])
+
+
+def test_a_report_path_that_cannot_be_written_is_a_usage_error(tiny_project: pytest.Pytester) -> None:
+    (tiny_project.path / "out.md").mkdir()
+    (tiny_project.path / "notes.txt").write_text("a file")
+    for path, message in [
+        ("out.md", "*--advprune-report='out.md' is a directory*"),
+        (
+            "notes.txt/report.json",
+            "*--advprune-report='notes.txt/report.json' lies under *notes.txt', which is a file*",
+        ),
+    ]:
+        result = tiny_project.runpytest(f"--advprune-report={path}")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([message])
+        assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_report_that_fails_at_the_end_keeps_the_summary(
+    tiny_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pytest_advprune.report
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pytest_advprune.report, "write_report", full_disk)
+    tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
+    result = tiny_project.runpytest("--advprune-report=report.json")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*4 cells: 4 passed*", "error: could not write the report report.json: *"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_pruning_baselines_reports_what_it_could_not_delete(
+    tiny_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path
+
+    tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
+    orphan = tiny_project.path / "baselines/tiny-linear/l1_unstructured_0.9/fgsm_0.1.json"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_text("{}")
+    folder = tiny_project.path / "baselines/tiny-linear/l1_unstructured_0.9/x.json"
+    folder.mkdir()  # a folder with a baseline's name is not a baseline: not listed, not deleted
+
+    real_unlink = Path.unlink
+
+    def read_only(path: Path, missing_ok: bool = False) -> None:
+        if path == orphan:
+            raise PermissionError(13, "Permission denied", str(path))
+        real_unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    result = tiny_project.runpytest("--advprune-prune-baselines")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*4 cells: 4 passed, 1 unused*",
+            "error: could not delete unused baseline baselines/tiny-linear/l1_unstructured_0.9/fgsm_0.1.json: "
+            "Permission denied",
+        ]
+    )
+    assert "x.json" not in result.stdout.str()
+    assert orphan.exists() and folder.is_dir()
+    assert "Traceback" not in result.stdout.str()

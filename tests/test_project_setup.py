@@ -1,0 +1,155 @@
+"""A team's project: several datasets in one matrix, its own data checked up front, its own checkpoints
+found from the rootdir."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+from conftest import CELL_TEST, TINY_CONFTEST
+
+RGB_CONFTEST = textwrap.dedent(
+    """
+
+    @pytest_advprune.register_dataset("tiny-rgb")
+    def tiny_rgb():
+        generator = torch.Generator().manual_seed(3)
+        images = torch.rand(48, 3, 4, 4, generator=generator)
+        labels = (images.flatten(1) @ torch.randn(48, 5, generator=generator)).argmax(1)
+        return Dataset("tiny-rgb", images[:32], labels[:32], images[32:], labels[32:], num_classes=5)
+
+
+    @pytest_advprune.register_model("rgb-linear", dataset="tiny-rgb")
+    def rgb_linear():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Flatten(), nn.Linear(48, 5))
+    """
+)
+
+SCOPED_INI = textwrap.dedent(
+    """
+    [pytest]
+    advprune_prunings =
+        l1_unstructured:0.5
+        random_unstructured:0.3 for dataset=tiny
+    advprune_attacks =
+        fgsm:0.1 for dataset=tiny
+        fgsm:0.03 for dataset=tiny-rgb
+        pgd_linf:eps=0.03,steps=2 for model=rgb-*
+    advprune_finetune_epochs = 1
+    advprune_max_clean_drop = off
+    advprune_max_robustness_gap = off
+    """
+)
+
+
+@pytest.fixture
+def two_dataset_project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest(TINY_CONFTEST + RGB_CONFTEST)
+    pytester.makeini(SCOPED_INI)
+    pytester.makepyfile(test_cells=CELL_TEST)
+    return pytester
+
+
+def test_prunings_and_attacks_per_dataset_and_model(two_dataset_project: pytest.Pytester) -> None:
+    result = two_dataset_project.runpytest("--collect-only", "-q")
+    cells = sorted(line.split("[")[1].rstrip("]") for line in result.outlines if "::test_robustness[" in line)
+    assert cells == [
+        "rgb-linear-l1_unstructured_0.5-fgsm_0.03",
+        "rgb-linear-l1_unstructured_0.5-pgd_linf_0.03_steps2",
+        "tiny-linear-l1_unstructured_0.5-fgsm_0.1",
+        "tiny-linear-random_unstructured_0.3-fgsm_0.1",
+    ]
+    two_dataset_project.runpytest("--update-baselines").assert_outcomes(passed=4)
+    # Ids and baseline paths are those of an unscoped matrix; the provenance has the cell's own epsilon.
+    stored = json.loads(
+        (two_dataset_project.path / "baselines/rgb-linear/l1_unstructured_0.5/fgsm_0.03.json").read_text()
+    )
+    assert stored["provenance"]["attack"] == {"name": "fgsm", "eps": 0.03}
+    assert stored["provenance"]["dataset"]["name"] == "tiny-rgb"
+    two_dataset_project.runpytest().assert_outcomes(passed=4)
+
+    timing = two_dataset_project.runpytest(
+        "--collect-only", "-q", "-p", "no:randomly", "-o", "advprune_timing_batch_sizes=8", "-m", "advprune_timing"
+    )
+    assert timing.ret == pytest.ExitCode.NO_TESTS_COLLECTED  # no latency test in this project: none collected
+
+
+@pytest.mark.parametrize(
+    ("attacks", "message"),
+    [
+        (["fgsm:0.1 for dataset=cifar10"], "*'fgsm:0.1 for dataset=cifar10' applies to no model of the matrix*"),
+        (
+            ["fgsm:0.1 for dataset=tiny*", "fgsm:0.1 for model=tiny-linear"],
+            "*both give model 'tiny-linear' 'fgsm_0.1'; list each once per model*",
+        ),
+        (["fgsm:0.1 for size=small"], "*selects by 'size'; use model=PATTERN, dataset=PATTERN*"),
+        (["fgsm:0.1 for dataset=tiny for model=x"], "*has more than one 'for'*"),
+    ],
+)
+def test_bad_scopes_stop_the_run_with_one_message(
+    two_dataset_project: pytest.Pytester, attacks: list[str], message: str
+) -> None:
+    ini = SCOPED_INI.split("advprune_attacks =")[0] + "advprune_attacks =\n" + "".join(f"    {a}\n" for a in attacks)
+    two_dataset_project.makeini(ini)
+    result = two_dataset_project.runpytest()
+    assert result.ret != 0
+    result.stdout.fnmatch_lines([message])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_images_in_0_to_255_stop_the_run_before_any_cell(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(TINY_CONFTEST.replace("return Dataset(", "images = images * 255\n    return Dataset("))
+    pytester.makepyfile(test_cells=CELL_TEST)
+    pytester.makeini("[pytest]\nadvprune_prunings = l1_unstructured:0.5\nadvprune_attacks = fgsm:0.1\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*advprune: dataset 'tiny' (registered by *conftest.py:*) cannot be used: *255*"])
+    assert "divide by 255" in result.stdout.str()
+    assert "Traceback" not in result.stdout.str()
+    assert result.stdout.str().count("cannot be used") == 1
+    assert result.parseoutcomes().get("passed", 0) == 0
+
+
+CHECKPOINT_CONFTEST = TINY_CONFTEST + textwrap.dedent(
+    """
+
+    @pytest_advprune.register_model("saved-linear", dataset="tiny")
+    def saved_linear():
+        return pytest_advprune.load_model(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), "checkpoints/linear.pt")
+    """
+)
+
+
+def test_checkpoints_resolve_against_the_rootdir(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from torch import nn
+
+    pytester.makeconftest(CHECKPOINT_CONFTEST)
+    pytester.makeini(
+        "[pytest]\nadvprune_models = saved-linear\nadvprune_prunings = l1_unstructured:0.5\n"
+        "advprune_attacks = fgsm:0.1\nadvprune_max_clean_drop = off\n"
+    )
+    pytester.makepyfile(test_cells=CELL_TEST)
+
+    missing = pytester.runpytest()
+    missing.assert_outcomes(errors=1)
+    missing.stdout.fnmatch_lines(
+        [
+            "*advprune: model 'saved-linear' (registered by *conftest.py:*) cannot be built: Checkpoint "
+            f"'checkpoints/linear.pt' (looked for {pytester.path}/checkpoints/linear.pt; relative paths resolve "
+            f"against the rootdir {pytester.path})*",
+            "*1 cell: 1 error*",
+        ]
+    )
+    assert "Traceback" not in missing.stdout.str()
+
+    (pytester.path / "checkpoints").mkdir()
+    torch.manual_seed(0)
+    torch.save(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).state_dict(), pytester.path / "checkpoints/linear.pt")
+    elsewhere = pytester.mkdir("somewhere_else")
+    monkeypatch.chdir(elsewhere)  # started from another folder, as an IDE or a CI step may do
+    result = pytester.runpytest(str(pytester.path), "--update-baselines")
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / "baselines/saved-linear/l1_unstructured_0.5/fgsm_0.1.json").is_file()
