@@ -303,4 +303,37 @@ def markdown_report(cells: dict[str, dict[str, Any]], gate: str) -> str:
             f"| {cell} | {record['status']} | {metrics.get('pruned_clean_accuracy', '')} "
             f"| {metrics.get('transfer_robust_accuracy', '')} | {change} | {p_value} |"
         )
+    lines += _markdown_regressions(cells)
     return "\n".join(lines) + "\n"
+
+
+def _markdown_regressions(cells: dict[str, dict[str, Any]]) -> list[str]:
+    """The cells a reviewer must look at by name: regressions (refused, accepted, regressed, failed) with
+    their worst metric, and violated invariants."""
+    from pytest_advprune.gate import describe_worst
+
+    sections = {
+        "Accepted regressions (written with --advprune-accept-regressions)": [
+            (cell, describe_worst(r["worst"])) for cell, r in cells.items() if r.get("accepted") and r.get("worst")
+        ],
+        "Refused refreshes (worse than their baselines, not written)": [
+            (cell, describe_worst(r["worst"]))
+            for cell, r in cells.items()
+            if r["status"] == "refused" and r.get("worst")
+        ],
+        "Regressions": [
+            (cell, describe_worst(r["worst"]))
+            for cell, r in cells.items()
+            if r["status"] in ("failed", "regressed") and r.get("worst")
+        ],
+        "Violated invariants": [
+            (cell, f"{v['invariant']}: {v['metric']} {v['observed']} (allowed {v['allowed']})")
+            for cell, r in cells.items()
+            for v in r.get("violations") or ()
+        ],
+    }
+    lines: list[str] = []
+    for title, entries in sections.items():
+        if entries:
+            lines += ["", f"## {title}", ""] + [f"- `{cell}`: {text}" for cell, text in entries]
+    return lines

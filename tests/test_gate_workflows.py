@@ -33,8 +33,12 @@ def test_a_weaker_retrain_is_regressed_and_an_equal_one_is_stale(
 
     # A retrain that lost most of its accuracy: regressed, with the metrics that got worse and the weights change.
     monkeypatch.setenv("TINY_NOISE", "1.0")
-    weaker = tiny_project.runpytest("--advprune-ci")
+    weaker = tiny_project.runpytest("--advprune-ci", "--advprune-report=weaker.json")
     assert weaker.ret == pytest.ExitCode.TESTS_FAILED
+    report = json.loads((tiny_project.path / "weaker.json").read_text())["cells"]
+    assert {record["status"] for record in report.values()} == {"regressed"}
+    assert report[CELLS[0]]["worst"]["metric"] == "base_clean_accuracy"
+    assert report[CELLS[0]]["file"] == "tiny-linear/l1_unstructured_0.5/fgsm_0.1.json"
     weaker.stdout.fnmatch_lines(["*4 cells: 4 regressed*"])
     weaker.stdout.fnmatch_lines(
         [
@@ -65,7 +69,9 @@ def test_a_weaker_retrain_is_regressed_and_an_equal_one_is_stale(
     assert baseline_tree(tiny_project.path) == committed
 
     # Accepting some writes those only; the others stay refused.
-    partly = tiny_project.runpytest("--update-baselines", "--advprune-accept-regressions=*fgsm*")
+    partly = tiny_project.runpytest(
+        "--update-baselines", "--advprune-accept-regressions=*fgsm*", "--advprune-report=partly.md"
+    )
     partly.assert_outcomes(passed=2, failed=2)
     partly.stdout.fnmatch_lines(
         [
@@ -76,6 +82,10 @@ def test_a_weaker_retrain_is_regressed_and_an_equal_one_is_stale(
             "accepted regression (written): tiny-linear-l1_unstructured_0.5-fgsm_0.1: base_clean_accuracy*",
         ]
     )
+    markdown = (tiny_project.path / "partly.md").read_text()
+    assert "## Accepted regressions (written with --advprune-accept-regressions)" in markdown
+    assert "- `tiny-linear-l1_unstructured_0.5-fgsm_0.1`: base_clean_accuracy 90.625 -> 18.75" in markdown
+    assert "## Refused refreshes" in markdown
     changed = {path for path, data in baseline_tree(tiny_project.path).items() if committed[path] != data}
     assert changed == {
         "tiny-linear/l1_unstructured_0.5/fgsm_0.1.json",
