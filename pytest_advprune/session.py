@@ -194,7 +194,9 @@ class AdvPruneSession:
             for parameter in module.parameters():
                 parameter.requires_grad_(True)
             example = self.dataset(entry.dataset).eval_images[:1].to(self.device)
-            self._bases[name] = BaseModel(entry, module, weights_fingerprint(module), model_size(module, example))
+            with self.threads():  # counting MACs runs a forward pass: keep it off the other cores too
+                size = model_size(module, example)
+            self._bases[name] = BaseModel(entry, module, weights_fingerprint(module), size)
         return self._bases[name]
 
     def pruned_model(self, model: str, pruning: PruningSpec) -> PrunedModel:
@@ -212,7 +214,8 @@ class AdvPruneSession:
             )
             with self.threads():
                 module = prune_model(base.module, pruning.entry, pruning.amount, context, self.fine_tune_settings)
-            self._pruned[key] = PrunedModel(pruning, module, model_size(module, context.example_inputs))
+                size = model_size(module, context.example_inputs)
+            self._pruned[key] = PrunedModel(pruning, module, size)
         return self._pruned[key]
 
     @property
