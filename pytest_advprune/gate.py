@@ -217,7 +217,15 @@ def only_weights_changed(changes: list[str]) -> bool:
 def regressions(result: CellResult, baseline: Baseline, settings: Settings) -> list[MetricChange]:
     """Metrics that got worse beyond the gate, most important first (counts that merely differ, such as
     the parameters of a retrained model of another width, are not 'worse')."""
-    failing = [c for c in compare_metrics(result, baseline, settings) if c.failing and c.metric in DIRECTIONAL_METRICS]
+    failing = [
+        change
+        for change in compare_metrics(result, baseline, settings)
+        if change.failing
+        and change.metric in DIRECTIONAL_METRICS
+        # A rate that became undefined (no clean sample right) is a change, not a measured worsening.
+        and isinstance(change.baseline, (int, float))
+        and isinstance(change.observed, (int, float))
+    ]
     return sorted(failing, key=lambda change: _importance(change.metric))
 
 
