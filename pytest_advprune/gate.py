@@ -93,8 +93,15 @@ class MetricChange:
     paired: PairedChange | None = None
 
 
-def tolerance_for(metric: str, settings: Settings) -> float:
-    return settings.metric_tolerances.get(metric, settings.tolerance)
+def tolerance_for(metric: str, settings: Settings, retrained: bool = False) -> float:
+    """The metric's tolerance; against a baseline of other base weights (a retrain), the retrain
+    tolerance where one is set: seed-to-seed noise is part of a retrain, not of a pruning change."""
+    same_weights = settings.metric_tolerances.get(metric, settings.tolerance)
+    if not retrained:
+        return same_weights
+    if metric in settings.retrain_metric_tolerances:
+        return settings.retrain_metric_tolerances[metric]
+    return settings.retrain_tolerance if settings.retrain_tolerance is not None else same_weights
 
 
 def _importance(metric: str) -> int:
@@ -111,7 +118,9 @@ def _worse(metric: str, delta: float) -> bool:
     return delta != 0
 
 
-def compare_metrics(result: CellResult, baseline: Baseline, settings: Settings) -> list[MetricChange]:
+def compare_metrics(
+    result: CellResult, baseline: Baseline, settings: Settings, retrained: bool = False
+) -> list[MetricChange]:
     """Every metric that moved beyond what the policy lets pass, or improved beyond its tolerance."""
     policy = settings.gate
     observed, stored = result.metrics, baseline.metrics
@@ -123,7 +132,7 @@ def compare_metrics(result: CellResult, baseline: Baseline, settings: Settings) 
                 changes.append(MetricChange(metric, old, new, "exactly the baseline", failing=True, improved=False))
             continue
         delta = float(new) - float(old)
-        tolerance = tolerance_for(metric, settings)
+        tolerance = tolerance_for(metric, settings, retrained)
         beyond_tolerance = abs(delta) > tolerance + 1e-9
         outcome = OUTCOME_OF_METRIC.get(metric)
         paired = None
@@ -214,12 +223,14 @@ def only_weights_changed(changes: list[str]) -> bool:
     return bool(changes) and all(change.startswith("model.weights_fingerprint:") for change in changes)
 
 
-def regressions(result: CellResult, baseline: Baseline, settings: Settings) -> list[MetricChange]:
+def regressions(
+    result: CellResult, baseline: Baseline, settings: Settings, retrained: bool = False
+) -> list[MetricChange]:
     """Metrics that got worse beyond the gate, most important first (counts that merely differ, such as
     the parameters of a retrained model of another width, are not 'worse')."""
     failing = [
         change
-        for change in compare_metrics(result, baseline, settings)
+        for change in compare_metrics(result, baseline, settings, retrained)
         if change.failing
         and change.metric in DIRECTIONAL_METRICS
         # A rate that became undefined (no clean sample right) is a change, not a measured worsening.
@@ -315,7 +326,9 @@ def judge(result: CellResult, store: BaselineStore, settings: Settings, *, nodei
 
     changes = stale_fields(result.provenance, baseline.provenance) if baseline is not None else []
     comparable = baseline is not None and (not changes or only_weights_changed(changes))
-    worse = regressions(result, baseline, settings) if baseline is not None and comparable else []
+    worse = (
+        regressions(result, baseline, settings, retrained=bool(changes)) if baseline is not None and comparable else []
+    )
 
     if settings.update_baselines:
         return _judge_update(result, worse, violated, records, settings, nodeid)

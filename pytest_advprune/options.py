@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -47,6 +47,8 @@ class Settings:
     dtype: str = "float32"
     invariants: Invariants = DEFAULT_INVARIANTS
     accept_regressions: tuple[str, ...] = ()  # cell-id patterns whose regressions an update may write
+    retrain_tolerance: float | None = None  # against a baseline of other base weights; None: tolerance
+    retrain_metric_tolerances: dict[str, float] = field(default_factory=dict)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -144,6 +146,17 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "advprune_metric_tolerances", "Per-metric tolerances, e.g. transfer_robust_accuracy=3", type="linelist"
+    )
+    parser.addini(
+        "advprune_retrain_tolerance",
+        "Allowed change of point metrics against a baseline of other base weights (a retrain), in points "
+        "(empty: advprune_tolerance)",
+        default="",
+    )
+    parser.addini(
+        "advprune_retrain_metric_tolerances",
+        "Per-metric tolerances against a baseline of other base weights, e.g. pruned_robust_accuracy=8",
+        type="linelist",
     )
     parser.addini(
         "advprune_max_clean_drop",
@@ -400,6 +413,16 @@ def read_settings(config: pytest.Config) -> Settings:
         ),
         metric_tolerances=parse_tolerances(
             list(config.getini("advprune_metric_tolerances")), "advprune_metric_tolerances"
+        ),
+        retrain_tolerance=(
+            float(
+                parse_number(ini("advprune_retrain_tolerance"), "advprune_retrain_tolerance", float, 0.0, "Use points.")
+            )
+            if ini("advprune_retrain_tolerance")
+            else None
+        ),
+        retrain_metric_tolerances=parse_tolerances(
+            list(config.getini("advprune_retrain_metric_tolerances")), "advprune_retrain_metric_tolerances"
         ),
         finetune_epochs=int(
             parse_number(ini("advprune_finetune_epochs"), "advprune_finetune_epochs", int, 0, "Use an integer >= 0.")

@@ -54,6 +54,14 @@ def test_a_weaker_retrain_is_regressed_and_an_equal_one_is_stale(
     )
     assert "no regression" not in weaker.stdout.str()
 
+    # Retrains get their own tolerance (seed noise is part of a retrain, not of a pruning change).
+    lenient = tiny_project.runpytest("-o", "advprune_retrain_tolerance=80")
+    lenient.stdout.fnmatch_lines(["*4 cells: 4 stale*"])
+    strict_elsewhere = tiny_project.runpytest(
+        "-o", "advprune_retrain_tolerance=80", "-o", "advprune_retrain_metric_tolerances=base_clean_accuracy=5"
+    )
+    strict_elsewhere.stdout.fnmatch_lines(["*allowed:*±5 points or p >= 0.05*", "*4 cells: 4 regressed*"])
+
     # Refreshing it is refused: nothing is written, the run fails and says how to accept.
     refused = tiny_project.runpytest("--update-baselines")
     assert refused.ret == pytest.ExitCode.TESTS_FAILED
