@@ -1,0 +1,1 @@
+"""shapes: a small CNN that tells coloured shapes apart, the model this repository ships (pruned)."""
