@@ -38,21 +38,22 @@ def stress_project(pytester: pytest.Pytester) -> pytest.Pytester:
 
 def test_parallel_update_of_60_cells_is_byte_identical_to_serial(stress_project: pytest.Pytester) -> None:
     trees = []
-    for _ in range(3):  # three consecutive serial updates: no churn
+    for _ in range(2):  # consecutive serial updates: no churn
         result = stress_project.runpytest("--update-baselines", "-q", "-p", "no:cacheprovider")
         result.assert_outcomes(passed=60)
         trees.append(baseline_tree(stress_project.path))
-    assert trees[0] == trees[1] == trees[2]
+    assert trees[0] == trees[1]
     assert len(trees[0]) == 60
     result.stdout.fnmatch_lines(["*60 cells: 60 unchanged*"])
 
     os.rename(stress_project.path / "baselines", stress_project.path / "serial")
-    result = stress_project.runpytest_subprocess("--update-baselines", "-n", "4", "-q", "-p", "no:cacheprovider")
+    # More workers than this machine's two cores, so that cells of one model interleave across processes.
+    result = stress_project.runpytest_subprocess("--update-baselines", "-n", "3", "-q", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=60)
     result.stdout.fnmatch_lines(["*60 cells: 60 created*"])
     assert baseline_tree(stress_project.path) == trees[0], "parallel and serial updates must write the same bytes"
 
-    result = stress_project.runpytest_subprocess("-n", "4", "-q", "-p", "no:cacheprovider")
+    result = stress_project.runpytest_subprocess("-n", "2", "-q", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=60)
     result.stdout.fnmatch_lines(["*60 cells: 60 passed*"])
 
