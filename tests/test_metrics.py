@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from pytest_advprune.metrics import (
     DIGITS,
+    METRIC_NAMES,
     OUTCOME_NAMES,
     POINT_METRICS,
     SizeFigures,
@@ -285,6 +286,7 @@ def test_missing_outcome_raises_naming_it() -> None:
 
 def test_point_metrics_and_outcome_names() -> None:
     assert set(POINT_METRICS) <= EXPECTED_KEYS
+    assert set(METRIC_NAMES) == EXPECTED_KEYS and len(METRIC_NAMES) == len(EXPECTED_KEYS)
     # Counts are compared exactly, never with a points tolerance.
     for count in ("samples", "base_parameters", "pruned_nonzero_parameters", "base_macs", "compression_ratio"):
         assert count not in POINT_METRICS
