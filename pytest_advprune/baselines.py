@@ -148,8 +148,10 @@ class BaselineStore:
             ) from None
         except RecursionError:
             raise BaselineFileError(path, "JSON nested too deeply to read") from None
-        except ValueError as error:  # e.g. an integer of more digits than Python converts (int_max_str_digits)
-            raise BaselineFileError(path, f"unreadable JSON value ({error})") from None
+        except ValueError as error:
+            # Python's own text for an over-long integer advises raising a limit: not what a baseline needs.
+            detail = "an integer of more than 4300 digits" if "Exceeds the limit" in str(error) else str(error)
+            raise BaselineFileError(path, f"unreadable JSON value ({detail})") from None
         return parse_baseline(path, data)
 
     def write(self, cell: CellSpec, data: dict[str, Any]) -> str:
@@ -244,7 +246,7 @@ def parse_baseline(path: Path, data: Any) -> Baseline:
         ("provenance.samples", data["provenance"].get("samples")),
         ("metrics.samples", data["metrics"].get("samples")),
     ):
-        if value is not None and value != samples:
+        if value is not None and (type(value) is not int or value != samples):
             # The paired statistics pair outcomes sample by sample: counts that disagree cannot be paired.
             raise BaselineFileError(path, f"{where} is {value!r} but outcomes.samples is {samples!r}")
     outcomes: dict[str, list[bool]] = {}

@@ -401,15 +401,17 @@ def _judge_update(
 ) -> Verdict:
     """``--update-baselines``: write the new baseline, unless its numbers are worse beyond the gate than
     the existing one (the same cell, or the same cell on retrained weights) and the regression was not
-    accepted with ``--advprune-accept-regressions``."""
+    accepted with ``--advprune-accept-regressions``, or they violate an invariant (no acceptance lifts an
+    invariant: a baseline is written only for numbers that keep them)."""
     cell_id = result.cell.id
+    worst = worst_change(worse) if worse else None
+    if violated and (not worse or _accepted(cell_id, settings)):
+        note = field("baseline", "not written: fix the model, or change the invariant's line in the ini file")
+        return Verdict("violated", (f"{violated[0]}\n{note}", *violated[1:]), violations=records, worst=worst)
     if not worse:
-        return Verdict("violated" if violated else WRITE, tuple(violated), payload(result), violations=records)
-    worst = worst_change(worse)
+        return Verdict(WRITE, (), payload(result))
     if _accepted(cell_id, settings):
-        return Verdict(
-            "violated" if violated else "accepted", tuple(violated), payload(result), violations=records, worst=worst
-        )
+        return Verdict("accepted", (), payload(result), worst=worst)
     lines = [
         f"advprune: refused to update the baseline of cell {cell_id}: {len(worse)} metric(s) got worse beyond the "
         f"gate ({settings.gate}).",
@@ -419,4 +421,4 @@ def _judge_update(
         "advprune: if the weaker numbers are intended, accept them with: "
         + update_command(nodeid, settings, "--advprune-accept-regressions"),
     ]
-    return Verdict("refused", ("\n".join(lines), *violated), violations=records, worst=worst)
+    return Verdict("refused", ("\n".join(lines), *violated), violations=records, worst=worst_change(worse))

@@ -275,7 +275,7 @@ def check_invariants(result: CellResult, invariants: Invariants, alpha: float) -
 def describe_violations(cell_id: str, violations: Sequence[Violation]) -> str:
     """One message block, fields one per line, in the layout of the baseline gate."""
     lines = [
-        f"advprune: cell {cell_id} violates {len(violations)} invariant(s) (checked without a baseline).",
+        f"advprune: cell {cell_id} violates {len(violations)} invariant(s) (invariants need no baseline).",
         field("cell", cell_id),
     ]
     for violation in violations:

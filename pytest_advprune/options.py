@@ -135,7 +135,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("advprune_samples", "Number of evaluation samples per cell (empty: all)", default="")
     parser.addini("advprune_seed", "Base seed", default="0")
     parser.addini(
-        "advprune_ci", "CI mode: refuse every baseline write, fail on a missing baseline", type="bool", default=False
+        "advprune_ci", "CI mode: refuse every baseline write, fail on a missing baseline (true/false)", default=""
     )
     parser.addini("advprune_gate", "Gate policy: tolerance, significance or both", default="both")
     parser.addini(
@@ -262,17 +262,16 @@ TRUE_WORDS = ("1", "true", "t", "yes", "y", "on", "enable", "enabled")
 FALSE_WORDS = ("", "0", "false", "f", "no", "n", "off", "disable", "disabled")
 
 
-def _env_flag(name: str) -> bool:
-    """An environment variable as a boolean; a value that is neither a usual true word nor a usual false
-    word is refused, so that a typo never silently leaves a safety switch off."""
-    value = os.environ.get(name, "")
+def parse_yes_no(value: str, name: str) -> bool:
+    """A yes/no setting; a value that is neither a usual true word nor a usual false word is refused, so
+    that a typo never silently leaves a safety switch off."""
     if value.strip().lower() in TRUE_WORDS:
         return True
     if value.strip().lower() in FALSE_WORDS:
         return False
     raise pytest.UsageError(
         f"{name}={value!r} is not a yes/no value. Use one of {', '.join(TRUE_WORDS)} to turn it on, or one of "
-        f"{', '.join(w for w in FALSE_WORDS if w)} (or leave it unset) to turn it off."
+        f"{', '.join(w for w in FALSE_WORDS if w)} (or leave it empty) to turn it off."
     )
 
 
@@ -353,14 +352,26 @@ def read_settings(config: pytest.Config) -> Settings:
     if samples_text and samples_text.lower() != "all":
         samples = int(parse_number(samples_text, "--advprune-samples", int, 1, "Use a positive integer, or 'all'."))
     baselines = option("advprune_baselines_dir") or ini("advprune_baselines_dir") or "baselines"
-    env_ci = _env_flag("ADVPRUNE_CI")  # read even when the flag is given: a bad value is always reported
-    ci_mode = bool(config.getoption("advprune_ci")) or bool(config.getini("advprune_ci")) or env_ci
+    # Every source is read even when another one already turns CI mode on: a bad value is always reported.
+    ci_sources = [
+        source
+        for source, on in (
+            ("--advprune-ci", bool(config.getoption("advprune_ci"))),
+            ("ini advprune_ci", parse_yes_no(ini("advprune_ci"), "ini advprune_ci")),
+            (
+                f"ADVPRUNE_CI={os.environ.get('ADVPRUNE_CI', '')!r}",
+                parse_yes_no(os.environ.get("ADVPRUNE_CI", ""), "ADVPRUNE_CI"),
+            ),
+        )
+        if on
+    ]
+    ci_mode = bool(ci_sources)
     update = bool(config.getoption("update_baselines"))
     prune = bool(config.getoption("advprune_prune_baselines"))
     if ci_mode and (update or prune):
         flag = "--update-baselines" if update else "--advprune-prune-baselines"
         raise pytest.UsageError(
-            f"{flag} is refused in CI mode (--advprune-ci, ini advprune_ci or ADVPRUNE_CI=1): CI never writes "
+            f"{flag} is refused in CI mode (turned on by {' and '.join(ci_sources)}): CI never writes "
             "baselines. Update them on a development machine and commit the files."
         )
     if prune:

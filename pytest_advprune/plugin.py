@@ -146,6 +146,19 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     }
 
 
+def runnable_nodeid(nodeid: str, config: pytest.Config) -> str:
+    """``nodeid`` (relative to the rootdir) as a path from where pytest was started, so the commands in
+    messages work when pasted into the same shell."""
+    import os
+
+    path, separator, rest = nodeid.partition("::")
+    try:
+        path = os.path.relpath(config.rootpath / path, config.invocation_params.dir)
+    except ValueError:  # another drive (Windows): an absolute path works from anywhere
+        path = str(config.rootpath / path)
+    return path + separator + rest
+
+
 # --- fixtures -------------------------------------------------------------------------------------------
 
 
@@ -223,7 +236,11 @@ def check_baseline(request: pytest.FixtureRequest, advprune_session: AdvPruneSes
         __tracebackhide__ = True
         try:
             verdict = judge(
-                result, store, advprune_session.settings, nodeid=request.node.nodeid, rootdir=request.config.rootpath
+                result,
+                store,
+                advprune_session.settings,
+                nodeid=runnable_nodeid(request.node.nodeid, request.config),
+                rootdir=request.config.rootpath,
             )
         except Exception as error:  # every cell that ran gets a verdict and a count, even on a plugin bug
             verdict = Verdict("error", (f"advprune: checking cell {result.cell.id} failed: {error!r}",))

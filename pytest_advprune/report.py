@@ -159,8 +159,14 @@ class RunReport:
         path = self.store.root / str(value["file"])
         try:
             return self.store.write_path(path, baseline)
-        except (OSError, ValueError) as error:
-            self.write_errors.append(f"{path}: {error}")
+        except OSError as error:
+            reason = error.strerror or str(error)
+            if path.is_dir():
+                reason = "a folder has the baseline's name; move it away"
+            self.write_errors.append(f"{display_path(path, self.rootdir)}: {reason}")
+            return "write failed"
+        except ValueError as error:
+            self.write_errors.append(f"{display_path(path, self.rootdir)}: {error}")
             return "write failed"
 
     def _record_latency(self, value: dict[str, Any]) -> None:
@@ -193,6 +199,14 @@ class RunReport:
                 parts.append(f"{len(self.deleted)} deleted")
             lines.append(f"{_count(len(self.verdicts), 'cell')}: " + ", ".join(parts))
         lines += self.regression_lines()
+        if "stale" in self.verdicts.values():
+            where = "outside CI mode, " if self.settings.ci_mode else ""
+            args = [arg for arg in shlex.split(self.invocation) if arg != "--advprune-ci"]  # CI mode refuses writes
+            command = shlex.join([*args, "--update-baselines"])
+            lines.append(
+                "stale cells: their baselines describe other weights, data or parameters (see each message); "
+                f"{where}refresh them with: {command}"
+            )
         if "improved" in self.verdicts.values():
             lines.append(
                 "improved cells passed, but their baselines are out of date: refresh them with --update-baselines"

@@ -195,9 +195,36 @@ class AdvPruneSession:
                 parameter.requires_grad_(True)
             example = self.dataset(entry.dataset).eval_images[:1].to(self.device)
             with self.threads():  # counting MACs runs a forward pass: keep it off the other cores too
+                self._check_forward(entry, module, example)
                 size = model_size(module, example)
             self._bases[name] = BaseModel(entry, module, weights_fingerprint(module), size)
         return self._bases[name]
+
+    def _check_forward(self, entry: ModelEntry, module: nn.Module, example: torch.Tensor) -> None:
+        """One image of the model's dataset through the model: a model built for other inputs (channels,
+        size, classes) fails here with one message, not deep inside pruning or MAC counting."""
+        import torch
+
+        from pytest_advprune.evaluation import forward_in_pixel_space
+
+        classes = self.dataset(entry.dataset).num_classes
+        try:
+            with torch.no_grad():
+                logits = forward_in_pixel_space(module, example, entry.normalization)
+        except RuntimeError as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise SetupError(
+                f"model {entry.name!r} (registered by {entry.origin}) cannot take the images of dataset "
+                f"{entry.dataset!r}, of shape {tuple(example.shape[1:])} (C, H, W): {reason}. Build the model for "
+                "these inputs, or give the dataset the channels and size the model expects (e.g. "
+                "Dataset.from_splits(..., transform=...))."
+            ) from None
+        if logits.dim() != 2 or logits.shape[1] < classes:  # more outputs than classes can still classify
+            raise SetupError(
+                f"model {entry.name!r} (registered by {entry.origin}) returns outputs of shape "
+                f"{tuple(logits.shape)} for one image, but dataset {entry.dataset!r} has {classes} classes: a "
+                f"classifier for it returns logits of shape (N, {classes})."
+            )
 
     def pruned_model(self, model: str, pruning: PruningSpec) -> PrunedModel:
         key = (model, pruning.id)

@@ -207,10 +207,17 @@ def test_another_device_or_torch_version_is_one_warning(tiny_project: pytest.Pyt
         (lambda d: json.dumps({**d, "schema_version": 99}), "*schema_version 99 is not supported*"),
         (lambda d: json.dumps({**d, "metrics": {**d["metrics"], "sparsity": "high"}}), "*metric 'sparsity' is 'high'*"),
         (lambda d: '{"cell": ' + "[" * 100_000 + "]" * 100_000 + "}", "*JSON nested too deeply to read*"),
-        (lambda d: json.dumps(d)[:-1] + ', "x": ' + "9" * 5000 + "}", "*unreadable JSON value (Exceeds the limit*"),
+        (
+            lambda d: json.dumps(d)[:-1] + ', "x": ' + "9" * 5000 + "}",
+            "*unreadable JSON value (an integer of more than 4300 digits)*",
+        ),
         (
             lambda d: json.dumps({**d, "provenance": {**d["provenance"], "samples": 31}}),
             "*provenance.samples is 31 but outcomes.samples is 32*",
+        ),
+        (
+            lambda d: json.dumps({**d, "provenance": {**d["provenance"], "samples": 32.0}}),
+            "*provenance.samples is 32.0 but outcomes.samples is 32*",
         ),
     ],
 )
@@ -254,9 +261,24 @@ def test_advprune_ci_reads_the_usual_yes_and_no_words(
     result = tiny_project.runpytest("--update-baselines", "-k", "l1_unstructured and fgsm")
     if ci_mode:
         assert result.ret == pytest.ExitCode.USAGE_ERROR
-        result.stderr.fnmatch_lines(["*--update-baselines is refused in CI mode*"])
+        result.stderr.fnmatch_lines(
+            [f"*--update-baselines is refused in CI mode (turned on by ADVPRUNE_CI={value!r})*"]
+        )
     else:
         result.assert_outcomes(passed=1, deselected=3)
+
+
+def test_the_ini_key_reads_the_same_words(tiny_project: pytest.Pytester) -> None:
+    from conftest import TINY_INI
+
+    tiny_project.makeini(TINY_INI + "advprune_ci = yes\n")
+    result = tiny_project.runpytest("--update-baselines")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*refused in CI mode (turned on by ini advprune_ci)*"])
+    tiny_project.makeini(TINY_INI + "advprune_ci = maybe\n")
+    result = tiny_project.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini advprune_ci='maybe' is not a yes/no value*"])
 
 
 @pytest.mark.parametrize("value", ["2", "maybe", "tru"])
@@ -333,3 +355,21 @@ def test_pruning_baselines_reports_what_it_could_not_delete(
     assert "x.json" not in result.stdout.str()
     assert orphan.exists() and folder.is_dir()
     assert "Traceback" not in result.stdout.str()
+
+
+def test_a_folder_in_the_place_of_a_cells_baseline(tiny_project: pytest.Pytester) -> None:
+    tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
+    path = tiny_project.path / "baselines/tiny-linear/l1_unstructured_0.5/fgsm_0.1.json"
+    path.unlink()
+    path.mkdir()
+    checked = tiny_project.runpytest()
+    checked.stdout.fnmatch_lines(["*fgsm_0.1.json' is unusable: cannot be read (Is a directory)*"])
+    updated = tiny_project.runpytest("--update-baselines")
+    assert updated.ret == pytest.ExitCode.TESTS_FAILED
+    updated.stdout.fnmatch_lines(
+        [
+            "*4 cells: 1 write failed, 3 unchanged*",
+            "could not write baseline baselines/tiny-linear/l1_unstructured_0.5/fgsm_0.1.json: a folder has the "
+            "baseline's name; move it away",
+        ]
+    )

@@ -245,11 +245,21 @@ def test_a_transform_replaces_the_default_conversion() -> None:
         Dataset.from_splits("t", (images(), labels()), Samples([1]), transform=pipeline)
 
 
-def write_image_folder(root: Path, counts: dict[str, int], size: tuple[int, int] = (5, 4)) -> None:
+def write_image_folder(root: Path, counts: dict[str, int], size: tuple[int, int] = (5, 4), mode: str = "RGB") -> None:
     for number, (cls, count) in enumerate(counts.items()):
         (root / cls).mkdir(parents=True)
         for index in range(count):
-            Image.new("RGB", size, (number * 100, index * 10, 255)).save(root / cls / f"{index}.png")
+            color = (number * 100, index * 10, 255) if mode == "RGB" else number * 100 + index
+            Image.new(mode, size, color).save(root / cls / f"{index}.png")
+
+
+def test_a_gray_image_folder_stays_one_channel(tmp_path: Path) -> None:
+    """torchvision's default loader makes every image RGB; a folder of gray PNGs is a one-channel dataset."""
+    write_image_folder(tmp_path / "train", {"a": 2, "b": 2}, mode="L")
+    write_image_folder(tmp_path / "eval", {"a": 1, "b": 1}, mode="L")
+    data = Dataset.from_splits("gray", tmp_path / "train", tmp_path / "eval")
+    assert data.input_shape == (1, 4, 5)
+    assert torch.allclose(data.train_images[3, 0, 0, 0], torch.tensor(101 / 255))
 
 
 def test_torchvision_image_folder_and_a_folder_path(rootdir: Path) -> None:

@@ -28,7 +28,14 @@ def test_a_weaker_retrain_is_regressed_and_an_equal_one_is_stale(
     monkeypatch.setenv("TINY_SEED", "1")
     equal = tiny_project.runpytest("--advprune-ci")
     assert equal.ret == pytest.ExitCode.TESTS_FAILED
-    equal.stdout.fnmatch_lines(["*4 cells: 4 stale*"])
+    equal.stdout.fnmatch_lines(
+        [
+            "*4 cells: 4 stale*",
+            "stale cells: their baselines describe other weights, data or parameters (see each message); outside CI "
+            "mode, refresh them with: pytest * --update-baselines",
+        ]
+    )
+    assert "--advprune-ci --update-baselines" not in equal.stdout.str()
     assert equal.stdout.str().count("no regression against the previous weights") == 4
 
     # A retrain that lost most of its accuracy: regressed, with the metrics that got worse and the weights change.
@@ -220,7 +227,7 @@ def test_a_pruned_model_far_less_robust_than_its_base_violates_the_gap_without_a
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*cell flat-net-fragile_0.5-fgsm_0.02 violates 1 invariant(s) (checked without a baseline).",
+            "*cell flat-net-fragile_0.5-fgsm_0.02 violates 1 invariant(s) (invariants need no baseline).",
             "*invariant: robustness gap",
             "*metric:*pruned_robust_accuracy",
             "*base:*base_robust_accuracy * (the base model attacked white-box, same samples)",
@@ -237,15 +244,20 @@ def test_a_pruned_model_far_less_robust_than_its_base_violates_the_gap_without_a
     assert "clean-accuracy drop" not in result.stdout.str()
     assert "metric:    transfer_robust_accuracy" not in result.stdout.str()
 
-    written = fragile_project.runpytest("--update-baselines")
-    written.stdout.fnmatch_lines(["*1 cell: 1 violated*"])  # written (invariants need no baseline), still failing
-    path = fragile_project.path / "baselines/flat-net/fragile_0.5/fgsm_0.02.json"
-    metrics = json.loads(path.read_text())["metrics"]
+    # An update does not write numbers that violate an invariant: no refresh or acceptance lifts one.
+    written = fragile_project.runpytest("--update-baselines", "--advprune-report=report.json")
+    written.stdout.fnmatch_lines(["*baseline:*not written: fix the model, or change the invariant's line*"])
+    written.stdout.fnmatch_lines(["*1 cell: 1 violated*"])
+    assert not (fragile_project.path / "baselines").exists()
+    metrics = json.loads((fragile_project.path / "report.json").read_text())["cells"]["flat-net-fragile_0.5-fgsm_0.02"][
+        "metrics"
+    ]
     assert metrics["clean_accuracy_drop"] == 0
     assert metrics["base_robust_accuracy"] - metrics["pruned_robust_accuracy"] > 50
     assert metrics["transfer_robust_accuracy"] == metrics["base_robust_accuracy"]
 
     # Per-cell and per-metric overrides; the last matching line wins.
+    assert fragile_project.runpytest("-o", "advprune_max_robustness_gap=off", "--update-baselines").ret == 0
     for lines, passes in [
         ("off", True),
         ("5\n    off for flat-*", True),

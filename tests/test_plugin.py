@@ -206,15 +206,17 @@ def test_unusable_baseline_fails_only_its_cell(tiny_project: pytest.Pytester) ->
 def test_clean_accuracy_gate(tiny_project: pytest.Pytester) -> None:
     tiny_project.makeini(TINY_INI_STRICT := tiny_ini_with("advprune_max_clean_drop = 0"))
     assert "advprune_max_clean_drop = 0" in TINY_INI_STRICT
-    result = tiny_project.runpytest("--update-baselines", "-k", "random_unstructured and fgsm")
+    result = tiny_project.runpytest("-k", "random_unstructured and fgsm", "--advprune-report=report.json")
     outcomes = result.parseoutcomes()
     drop_lines = [line for line in result.outlines if "invariant: clean-accuracy drop" in line]
     # Whether the random tiny model loses accuracy is up to the data; the gate must agree with the metric.
-    data = json.loads((tiny_project.path / "baselines/tiny-linear/random_unstructured_0.3/fgsm_0.1.json").read_text())
-    if data["metrics"]["clean_accuracy_drop"] > 0:
-        assert outcomes.get("failed") == 1 and drop_lines
+    record = json.loads((tiny_project.path / "report.json").read_text())["cells"][
+        "tiny-linear-random_unstructured_0.3-fgsm_0.1"
+    ]
+    if record["metrics"]["clean_accuracy_drop"] > 0:
+        assert outcomes.get("failed") == 1 and drop_lines and record["status"] == "violated"
     else:
-        assert outcomes.get("passed") == 1 and not drop_lines
+        assert outcomes.get("failed") == 1 and not drop_lines and record["status"] == "missing"
 
 
 def tiny_ini_with(line: str) -> str:

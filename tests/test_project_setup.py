@@ -150,6 +150,46 @@ def test_checkpoints_resolve_against_the_rootdir(pytester: pytest.Pytester, monk
     torch.save(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).state_dict(), pytester.path / "checkpoints/linear.pt")
     elsewhere = pytester.mkdir("somewhere_else")
     monkeypatch.chdir(elsewhere)  # started from another folder, as an IDE or a CI step may do
+    missing_baseline = pytester.runpytest(str(pytester.path))
+    missing_baseline.stdout.fnmatch_lines(  # a command that works when pasted where pytest was started
+        ["*create:*pytest '../test_cells.py::test_robustness[[]saved-linear-l1_unstructured_0.5-fgsm_0.1[]]' *"]
+    )
     result = pytester.runpytest(str(pytester.path), "--update-baselines")
     result.assert_outcomes(passed=1)
     assert (pytester.path / "baselines/saved-linear/l1_unstructured_0.5/fgsm_0.1.json").is_file()
+
+
+def test_a_model_built_for_other_inputs_fails_its_cells_with_one_message(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        TINY_CONFTEST
+        + textwrap.dedent(
+            """
+
+            @pytest_advprune.register_model("rgb-net", dataset="tiny")
+            def rgb_net():  # built for 3-channel images; the dataset's are gray
+                return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(144, 10))
+
+
+            @pytest_advprune.register_model("five-way", dataset="tiny")
+            def five_way():  # 5 outputs for a 10-class dataset
+                return nn.Sequential(nn.Flatten(), nn.Linear(64, 5))
+            """
+        )
+    )
+    pytester.makeini(
+        "[pytest]\nadvprune_models =\n    rgb-net\n    five-way\nadvprune_prunings = l1_unstructured:0.5\n"
+        "advprune_attacks = fgsm:0.1\n"
+    )
+    pytester.makepyfile(test_cells=CELL_TEST)
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*advprune: model 'five-way' (registered by *) returns outputs of shape (1, 5) for one image, but "
+            "dataset 'tiny' has 10 classes*",
+            "*advprune: model 'rgb-net' (registered by *) cannot take the images of dataset 'tiny', of shape "
+            "(1, 8, 8) (C, H, W): *channels*",
+            "*2 cells: 2 error*",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()

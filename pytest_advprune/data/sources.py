@@ -358,13 +358,24 @@ def _image_folder(what: str, path: PathLike, resolved: Path) -> MapStyle:
     from torchvision.datasets import ImageFolder
 
     try:
-        folder: MapStyle = ImageFolder(str(resolved))
+        folder: MapStyle = ImageFolder(str(resolved), loader=_open_image)
     except FileNotFoundError as error:  # no class subfolders, or class folders without images
         raise DatasetError(
             f"{what} {paths.describe(path)} is not a folder in ImageFolder layout ({error}). Put the images of each "
             "class in a subfolder named after the class: root/cat/001.png, root/dog/001.png."
         ) from None
     return folder
+
+
+def _open_image(path: str) -> Image.Image:
+    """The image as stored: a gray image stays one channel (torchvision's default loader makes every
+    image RGB, so a gray dataset would reach a one-channel model with three channels)."""
+    from PIL import Image
+
+    with open(path, "rb") as handle:
+        image = Image.open(handle)
+        image.load()  # read the pixels now: the file closes with this block
+    return image
 
 
 # -- conversion -------------------------------------------------------------------------------------
