@@ -43,7 +43,7 @@ from pytest_advprune.baselines import (
     to_json_value,
 )
 from pytest_advprune.invariants import check_invariants, describe_violations
-from pytest_advprune.messages import describe_paired, field, format_number
+from pytest_advprune.messages import continuation, describe_paired, field, format_number
 from pytest_advprune.metrics import (
     DERIVED_METRICS,
     HIGHER_IS_BETTER,
@@ -226,11 +226,16 @@ def only_weights_changed(changes: list[str]) -> bool:
 def regressions(
     result: CellResult, baseline: Baseline, settings: Settings, retrained: bool = False
 ) -> list[MetricChange]:
-    """Metrics that got worse beyond the gate, most important first (counts that merely differ, such as
-    the parameters of a retrained model of another width, are not 'worse')."""
+    """Metrics that got worse beyond the gate, most important first."""
+    return worse_of(compare_metrics(result, baseline, settings, retrained))
+
+
+def worse_of(changes: list[MetricChange]) -> list[MetricChange]:
+    """The changes that are worsenings beyond the gate, most important first (counts that merely differ,
+    such as the parameters of a retrained model of another width, are not 'worse')."""
     failing = [
         change
-        for change in compare_metrics(result, baseline, settings, retrained)
+        for change in changes
         if change.failing
         and change.metric in DIRECTIONAL_METRICS
         # A rate that became undefined (no clean sample right) is a change, not a measured worsening.
@@ -285,8 +290,10 @@ def _stale_note(result: CellResult, baseline: Baseline, settings: Settings) -> l
     for change in worse:
         assert change.paired is not None  # accuracies always carry their paired test
         lines.append(
-            f"{'':13}{change.metric}: {format_number(change.baseline)} -> {format_number(change.observed)} "
-            f"(McNemar p = {change.paired.p_value:.3g})"
+            continuation(
+                f"{change.metric}: {format_number(change.baseline)} -> {format_number(change.observed)} "
+                f"(McNemar p = {change.paired.p_value:.3g})"
+            )
         )
     return lines
 
@@ -326,9 +333,13 @@ def judge(result: CellResult, store: BaselineStore, settings: Settings, *, nodei
 
     changes = stale_fields(result.provenance, baseline.provenance) if baseline is not None else []
     comparable = baseline is not None and (not changes or only_weights_changed(changes))
-    worse = (
-        regressions(result, baseline, settings, retrained=bool(changes)) if baseline is not None and comparable else []
+    # One comparison serves the gate, the regressed verdict and the refusal of an update.
+    moved = (
+        compare_metrics(result, baseline, settings, retrained=bool(changes))
+        if baseline is not None and comparable
+        else []
     )
+    worse = worse_of(moved)
 
     if settings.update_baselines:
         return _judge_update(result, worse, violated, records, settings, nodeid)
@@ -373,7 +384,6 @@ def judge(result: CellResult, store: BaselineStore, settings: Settings, *, nodei
         lines.append(field("refresh", refresh))
         return Verdict("violated" if violated else "stale", (*violated, "\n".join(lines)), **common)
 
-    moved = compare_metrics(result, baseline, settings)
     failing = sorted((change for change in moved if change.failing), key=lambda change: _importance(change.metric))
     if failing:
         lines = [

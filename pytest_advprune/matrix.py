@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 
 from pytest_advprune.options import Settings
 from pytest_advprune.registry import ATTACKS, DATASETS, MODELS, PRUNINGS, RegistryError
-from pytest_advprune.scopes import EVERYWHERE, Scope, ScopeError, split_scope
+from pytest_advprune.scopes import Scope, ScopeError, split_scope
 from pytest_advprune.specs import AttackSpec, CellSpec, PruningSpec, SpecError, VariantSpec, parse_attack, parse_pruning
 
 SpecT = TypeVar("SpecT", PruningSpec, AttackSpec)
@@ -96,7 +96,7 @@ def _scoped_specs(
             text, scope = split_scope(line, keys=MATRIX_SCOPE_KEYS, bare_key="model", source=f"ini {ini_key}")
             entries.append(Scoped(parse(text), scope, line.strip()))
     for entry in entries:
-        if entry.scope is not EVERYWHERE and not any(entry.applies_to(model) for model in models):
+        if entry.scope.selectors and not any(entry.applies_to(model) for model in models):
             datasets = sorted({MODELS.get(model).dataset for model in models})
             raise MatrixError(
                 f"ini {ini_key}: {entry.line!r} applies to no model of the matrix (models: {', '.join(models)}; "

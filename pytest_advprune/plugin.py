@@ -73,7 +73,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not (wants_cell or wants_variant):
         return
     from pytest_advprune.matrix import MatrixError
-    from pytest_advprune.session import SetupError
 
     session = metafunc.config.stash[SESSION_KEY]
     problem: str | None = None

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_advprune.baselines import BaselineStore, display_path
-from pytest_advprune.gate import WRITE
+from pytest_advprune.gate import WRITE, describe_worst
 
 if TYPE_CHECKING:
     from pytest_advprune.session import AdvPruneSession
@@ -41,7 +41,6 @@ STATUS_ORDER = (
     "updated",
     "unchanged",
 )
-FAILING_STATUSES = frozenset(STATUS_ORDER[:9])
 VERDICT_PROPERTY = "advprune_verdict"
 LATENCY_PROPERTY = "advprune_latency"
 
@@ -66,7 +65,7 @@ class RunReport:
         self.deleted: list[Path] = []
         self.latencies: dict[tuple[str, int, str], float] = {}  # (model, batch size, variant) -> median seconds
         self.unmeasured_timings = 0
-        self.invocation = "pytest"  # the command line of this run, for the commands the summary suggests
+        self.args: list[str] = []  # this run's arguments, for the commands the summary suggests
 
     # -- hooks -------------------------------------------------------------------------------------
 
@@ -84,7 +83,7 @@ class RunReport:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         # Before the terminal reporter's sessionfinish, which prints the summary.
-        self.invocation = shlex.join(["pytest", *_without_accept_option(session.config.invocation_params.args)])
+        self.args = [str(arg) for arg in session.config.invocation_params.args]
         if not self.verdicts:
             return
         self.unused = self._unused_files()
@@ -201,8 +200,8 @@ class RunReport:
         lines += self.regression_lines()
         if "stale" in self.verdicts.values():
             where = "outside CI mode, " if self.settings.ci_mode else ""
-            args = [arg for arg in shlex.split(self.invocation) if arg != "--advprune-ci"]  # CI mode refuses writes
-            command = shlex.join([*args, "--update-baselines"])
+            args = [arg for arg in self.args if arg != "--advprune-ci"]  # CI mode refuses writes
+            command = shlex.join(["pytest", *args, "--update-baselines"])
             lines.append(
                 "stale cells: their baselines describe other weights, data or parameters (see each message); "
                 f"{where}refresh them with: {command}"
@@ -237,8 +236,6 @@ class RunReport:
 
     def regression_lines(self) -> list[str]:
         """Refused and accepted regressions by name, so a log or a PR shows every one of them."""
-        from pytest_advprune.gate import describe_worst
-
         lines = []
         refused = [cell for cell, status in sorted(self.verdicts.items()) if status == "refused"]
         for cell in refused:
@@ -248,10 +245,10 @@ class RunReport:
             )
         if refused:
             accept = f"--advprune-accept-regressions={','.join(refused)}"
-            lines.append(f"accept them with: {self.invocation} {shlex.quote(accept)}")
+            lines.append(f"accept them with: {shlex.join(['pytest', *_without_accept_option(self.args), accept])}")
         for cell, record in sorted(self.records.items()):
             worst = record.get("worst")
-            if record["status"] != "refused" and worst and record.get("accepted"):
+            if worst and record.get("accepted"):
                 lines.append(f"accepted regression (written): {cell}: {describe_worst(worst)}")
         return lines
 
@@ -324,8 +321,6 @@ def markdown_report(cells: dict[str, dict[str, Any]], gate: str) -> str:
 def _markdown_regressions(cells: dict[str, dict[str, Any]]) -> list[str]:
     """The cells a reviewer must look at by name: regressions (refused, accepted, regressed, failed) with
     their worst metric, and violated invariants."""
-    from pytest_advprune.gate import describe_worst
-
     sections = {
         "Accepted regressions (written with --advprune-accept-regressions)": [
             (cell, describe_worst(r["worst"])) for cell, r in cells.items() if r.get("accepted") and r.get("worst")

@@ -37,9 +37,6 @@ class Scope:
                 return False
         return True
 
-    def __str__(self) -> str:
-        return f"for {self.text}" if self.text else "everywhere"
-
 
 EVERYWHERE = Scope()
 

@@ -100,8 +100,10 @@ def _start_retraining_early(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture
-def example(pytester: pytest.Pytester) -> pytest.Pytester:
+def example(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """A fresh copy of the example repository as the pytester directory (the cwd of every run)."""
+    # The in-process runs are not under xdist even when these tests are: pytest-benchmark reads this variable.
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     _copy_example(pytester.path)
     return pytester
 
