@@ -138,3 +138,12 @@ def tiny_project(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makeini(TINY_INI)
     pytester.makepyfile(test_cells=CELL_TEST)
     return pytester
+
+
+@pytest.fixture(autouse=True)
+def _inner_runs_outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest prints failure messages in full in its short summary when it detects CI (``CI`` or
+    ``BUILD_NUMBER`` set), so an inner pytester run would print each message twice there and not here.
+    The tests count messages, so every inner run sees the same non-CI environment wherever it runs."""
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("BUILD_NUMBER", raising=False)
