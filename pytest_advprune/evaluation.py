@@ -28,12 +28,17 @@ def denormalize(images: torch.Tensor, normalization: Normalization | None) -> to
 
 
 class PixelSpace(nn.Module):
-    """``model`` behind its normalization: takes images in [0, 1]."""
+    """``model`` behind its normalization: takes images in [0, 1].
+
+    It takes the wrapped model's train/eval mode: a new module starts in training mode, and an attack
+    that "restores" the mode it found (torchattacks does) would otherwise put the model into training mode.
+    """
 
     def __init__(self, model: nn.Module, normalization: Normalization) -> None:
         super().__init__()
         self.model = model
         self.normalization = normalization
+        self.training = model.training
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return forward_in_pixel_space(self.model, images, self.normalization)

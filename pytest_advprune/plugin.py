@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_advprune import options, paths
+from pytest_advprune.errors import CellError, SetupError
 from pytest_advprune.registry import ATTACKS, DATASETS, MODELS, PRUNINGS
 from pytest_advprune.report import LATENCY_PROPERTY, VERDICT_PROPERTY, RunReport
-from pytest_advprune.session import SetupError
 
 if TYPE_CHECKING:
     import torch
@@ -124,10 +124,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A dataset or model that cannot be built fails its cells with the one message that says why (which
-    file, which factory, what to do), not with a traceback through the plugin."""
+    """A cell that cannot be computed honestly (a dataset or model that cannot be built, an attack that
+    leaves its threat model, an attack or pruning that changes the base model) fails with the one message
+    that says why (which file, which factory, what to do), not with a traceback through the plugin."""
     report = yield
-    if call.excinfo is not None and call.excinfo.errisinstance(SetupError):
+    if call.excinfo is not None and call.excinfo.errisinstance(CellError):
         report.longrepr = f"advprune: {call.excinfo.value}"
     return report
 

@@ -85,7 +85,10 @@ class AttackEntry:
 
     ``defaults`` declares every accepted parameter with its default value (and so its type);
     ``primary`` names the parameter shown bare in the cell id (``pgd_linf_0.1`` is ``eps=0.1``);
-    ``norm`` ("Linf" or "L2") says which ball bounds the perturbation, if any.
+    ``norm`` ("Linf" or "L2") says which ball bounds the perturbation, if any. A ``minimal`` attack
+    (DeepFool, CW) searches for the smallest perturbation that fools the model, unbounded: its ``eps``,
+    if it has one, is the budget at which robust accuracy is read (a sample whose perturbation is larger
+    counts as robust), not a ball the examples are projected into.
     """
 
     name: str
@@ -96,6 +99,7 @@ class AttackEntry:
     norm: str | None = None
     slow: bool = False
     builtin: bool = False
+    minimal: bool = False
 
 
 EntryT = TypeVar("EntryT", DatasetEntry, ModelEntry, PruningEntry, AttackEntry)
@@ -252,13 +256,16 @@ def register_attack(
     norm: str | None = None,
     slow: bool = False,
     builtin: bool = False,
+    minimal: bool = False,
     **defaults: ParamValue,
 ) -> Callable[[F], F]:
     """Register ``factory(model, **params) -> attack``, where ``attack(images, labels)`` returns adversarial
     images in [0, 1] (a torchattacks ``Attack`` has this shape).
 
     Keyword arguments declare the accepted parameters and their defaults, e.g.
-    ``@register_attack("my_fgsm", primary="eps", norm="Linf", eps=0.1)``.
+    ``@register_attack("my_fgsm", primary="eps", norm="Linf", eps=0.1)``. A parameter named ``restarts``
+    is the crafting layer's, not the factory's: the attack runs that many times, each new start only on
+    the samples that survived every earlier one (see ``attacks/crafting.py``).
     """
 
     def decorate(factory: F) -> F:
@@ -269,7 +276,11 @@ def register_attack(
             )
         if norm not in (None, "Linf", "L2"):
             raise RegistryError(f"Attack {name!r}: norm={norm!r}; use 'Linf', 'L2' or None.")
-        entry = AttackEntry(name, factory, describe_origin(factory), dict(defaults), primary, norm, slow, builtin)
+        if minimal and norm is None:
+            raise RegistryError(f"Attack {name!r}: a minimal attack needs norm='L2' or 'Linf' to measure its examples.")
+        entry = AttackEntry(
+            name, factory, describe_origin(factory), dict(defaults), primary, norm, slow, builtin, minimal
+        )
         ATTACKS.add(entry)
         return factory
 

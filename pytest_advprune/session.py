@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pytest_advprune.errors import SetupError
 from pytest_advprune.options import Settings
 from pytest_advprune.specs import AttackSpec, CellSpec, PruningSpec, derive_seed
 
@@ -59,10 +60,6 @@ def weights_fingerprint(module: nn.Module) -> str:
     keys = sorted(state)
     names = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
     return fingerprint_tensors(*(state[k] for k in keys)) + f"+keys:{names}"
-
-
-class SetupError(Exception):
-    """A dataset or model that cannot be built: the message names it, where it was registered, and why."""
 
 
 def device_name(device: torch.device) -> str:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from hypothesis.extra import numpy as hnp
 from torch import nn
 
 from pytest_advprune.attacks import build_attack, craft, project
+from pytest_advprune.errors import ThreatModelError
 from pytest_advprune.evaluation import normalize
 from pytest_advprune.registry import ATTACKS, AttackEntry, Normalization
 from pytest_advprune.specs import parse_attack
@@ -325,16 +327,51 @@ def test_build_attack_passes_the_seed_only_to_factories_that_take_it() -> None:
     assert plain.normalization == {"mean": [0.3], "std": [0.4]}
 
 
-@pytest.mark.parametrize(("norm", "eps"), [("Linf", 0.1), ("L2", 0.5), (None, None)])
-def test_craft_projects_whatever_the_attack_returns(norm: str | None, eps: float | None) -> None:
-    entry = AttackEntry("wild", lambda model, **params: RecordingAttack(), "test", norm=norm)
+class ShiftingAttack:
+    """Returns the images moved by ``shift`` everywhere: an attack that may leave its threat model."""
+
+    def __init__(self, shift: float) -> None:
+        self.shift = shift
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return images + self.shift
+
+
+def craft_shifted(shift: float, norm: str | None, eps: float | None, minimal: bool = False) -> torch.Tensor:
+    entry = AttackEntry("shifty", lambda model, **params: ShiftingAttack(shift), "conftest.py:7", norm=norm)
+    entry = dataclasses.replace(entry, minimal=minimal)
     params: dict[str, Any] = {} if eps is None else {"eps": eps}
-    images = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    images = torch.full((4, 1, 8, 8), 0.5)
     attack = build_attack(entry, params, tiny_conv_net(), None, 0)
-    adv = craft(attack, entry, params, images, torch.zeros(4, dtype=torch.long), None, 0)
-    assert_in_threat_model(adv, images, norm, eps)
-    if norm is None:
-        assert torch.equal(adv, torch.ones_like(images))
+    return craft(attack, entry, params, images, torch.zeros(4, dtype=torch.long), None, 0)
+
+
+@pytest.mark.parametrize(
+    ("shift", "norm", "eps", "largest"),
+    [
+        (0.6, None, None, "1.1"),
+        (-0.7, "Linf", 0.9, "-0.2"),
+        (0.2, "Linf", 0.1, "0.2 in Linf"),
+        (0.1, "L2", 0.5, "0.8 in L2"),
+    ],
+)
+def test_an_attack_that_leaves_its_threat_model_fails_with_the_largest_violation(
+    shift: float, norm: str | None, eps: float | None, largest: str
+) -> None:
+    with pytest.raises(ThreatModelError) as error:
+        craft_shifted(shift, norm, eps)
+    assert largest in str(error.value) and "'shifty' (registered by conftest.py:7)" in str(error.value)
+
+
+def test_float_noise_at_the_edge_of_the_threat_model_is_projected_not_failed() -> None:
+    adversarial = craft_shifted(0.1 + 1e-7, "Linf", 0.1)
+    assert (adversarial - 0.5).abs().max() <= 0.1 + 1e-7
+
+
+def test_a_minimal_attacks_eps_is_a_reading_budget_not_a_ball() -> None:
+    """DeepFool and CW are unbounded: their examples are measured, never projected into eps."""
+    adversarial = craft_shifted(0.3, "Linf", 0.1, minimal=True)
+    assert torch.allclose(adversarial, torch.full_like(adversarial, 0.8))
 
 
 def test_plain_callable_attack_on_a_normalized_model_sees_pixel_space() -> None:
@@ -352,7 +389,7 @@ def test_plain_callable_attack_on_a_normalized_model_sees_pixel_space() -> None:
             images = images.clone().requires_grad_(True)
             loss = nn.functional.cross_entropy(target(images), labels)
             (grad,) = torch.autograd.grad(loss, images)
-            return (images + eps * grad.sign()).detach()
+            return (images + eps * grad.sign()).clamp(0, 1).detach()
 
         return attack
 
@@ -377,6 +414,35 @@ def test_plain_callable_attack_on_a_normalized_model_sees_pixel_space() -> None:
     assert torch.allclose(adversarial, expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("text", ["fgsm:0.1", "pgd_linf:eps=0.1,steps=2"])
+def test_a_plain_callable_on_a_normalized_model_leaves_it_in_eval_mode(text: str) -> None:
+    """A torchattacks attack built on the PixelSpace wrapper "restores" the wrapper's mode afterwards;
+    a wrapper that started in training mode used to put the wrapped BatchNorm model into training mode."""
+    from pytest_advprune.evaluation import PixelSpace
+
+    spec = parse_attack(text)
+
+    def on_pixel_space(target: nn.Module, **params: Any) -> Any:
+        return spec.entry.factory(target, **params)  # no set_normalization_used on the returned callable
+
+    class Plain:
+        def __init__(self, attack: Any) -> None:
+            self.attack = attack
+
+        def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            return self.attack(images, labels)  # type: ignore[no-any-return]
+
+    entry = AttackEntry(
+        "plain", lambda target, **params: Plain(on_pixel_space(target, **params)), "test", spec.kwargs, "eps", "Linf"
+    )
+    model = tiny_conv_net()
+    images, labels = images_and_own_labels(model, NORMALIZATION)
+    attack = build_attack(entry, spec.kwargs, model, NORMALIZATION, 0)
+    assert isinstance(attack, Plain) and isinstance(attack.attack.model, PixelSpace)
+    craft(attack, entry, spec.kwargs, images, labels, NORMALIZATION, 0)
+    assert not any(module.training for module in model.modules())
+
+
 def test_deepfool_examples_stay_adversarial_when_evaluated_again() -> None:
     """torchattacks' DeepFool stops on the decision boundary, where re-evaluating flipped about half of
     the zoo MLP's examples back; with the total perturbation scaled by (1 + overshoot) none does."""
@@ -391,3 +457,47 @@ def test_deepfool_examples_stay_adversarial_when_evaluated_again() -> None:
     with torch.no_grad():
         still_right = (model(adversarial).argmax(1) == labels).float().mean().item()
     assert still_right == 0.0
+
+
+class MeanClassifier(nn.Module):
+    """Class = the tenth of [0, 1] the image's mean pixel falls in: shifting every pixel by 0.1 fools it."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        classes = (images.flatten(1).mean(1) * 10).floor().clamp(0, 9).long()
+        return nn.functional.one_hot(classes, 10).float()
+
+
+class CoinFlipAttack:
+    """Fools each sample it is given with probability 1/2 (from the global generator, which ``craft``
+    seeds), and records which samples it saw and which it fooled, by their tag pixel."""
+
+    log: ClassVar[list[tuple[set[int], set[int]]]] = []
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        flips = torch.rand(len(images)) < 0.5
+        tags = [round(float(v) * 1000) for v in images[:, 0, 0, 0]]
+        CoinFlipAttack.log.append((set(tags), {t for t, f in zip(tags, flips.tolist(), strict=True) if f}))
+        shifted = images.clone()
+        shifted[flips, :, 1:] += 0.1  # every pixel but the tag row: the mean moves up one class
+        return shifted
+
+
+def test_restarts_run_on_survivors_only_and_keep_the_worst_case_per_sample() -> None:
+    from pytest_advprune.attacks import AttackGenerator
+
+    images = torch.full((40, 1, 8, 8), 0.44)
+    images[:, 0, 0, 0] = torch.arange(40) / 1000  # a tag per sample; the mean stays in class 4
+    labels = MeanClassifier()(images).argmax(1)
+    assert (labels == 4).all()
+    entry = AttackEntry("coin", lambda model, eps: CoinFlipAttack(), "test", {"eps": 0.1, "restarts": 4}, "eps", "Linf")
+    CoinFlipAttack.log = []
+    adversarial = AttackGenerator(entry, {"eps": 0.1, "restarts": 4}, None, seed=3)(MeanClassifier(), images, labels)
+
+    assert len(CoinFlipAttack.log) == 4
+    survivors = set(range(40))
+    for seen, fooled in CoinFlipAttack.log:
+        assert seen == survivors  # each start runs on exactly the samples no earlier start fooled
+        survivors -= fooled
+    robust = MeanClassifier()(adversarial).argmax(1) == labels
+    assert set(robust.nonzero().squeeze(1).tolist()) == survivors
+    assert 0 < len(survivors) < 40 * 0.5

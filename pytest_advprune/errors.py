@@ -1,0 +1,23 @@
+"""Errors that stop one cell (or the run) with a message instead of a traceback through the plugin.
+
+Each message names what is wrong (the dataset, model, attack or pruning), where it came from, and
+what to do about it; the plugin prints it as the cell's whole failure.
+"""
+
+from __future__ import annotations
+
+
+class CellError(Exception):
+    """A cell that cannot be computed honestly."""
+
+
+class SetupError(CellError):
+    """A dataset or model that cannot be built: the message names it, where it was registered, and why."""
+
+
+class ThreatModelError(CellError):
+    """An attack returned images outside [0, 1] or outside its eps ball."""
+
+
+class IntegrityError(CellError):
+    """An attack or pruning changed the base model (its weights or its train/eval flags)."""
