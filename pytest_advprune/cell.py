@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pytest_advprune.attacks import AttackGenerator
+from pytest_advprune.attacks.crafting import perturbation_norms
 from pytest_advprune.evaluation import correct_predictions
-from pytest_advprune.metrics import OUTCOME_NAMES, MetricValue, SizeFigures, compute_metrics
+from pytest_advprune.metrics import OUTCOME_NAMES, MetricValue, SizeFigures, compute_metrics, perturbation_metrics
 from pytest_advprune.specs import CellSpec, derive_seed
 
 if TYPE_CHECKING:
@@ -44,19 +45,39 @@ def evaluate_cell(
     provenance: dict[str, Any],
 ) -> CellResult:
     """Measure one cell. ``base_adversarials`` were crafted on ``base`` (shared by every pruning of that
-    base); the white-box examples of the pruned model are crafted here, on ``pruned``."""
+    base); the white-box examples of the pruned model are crafted here, on ``pruned``.
+
+    For a minimal attack, an example whose perturbation exceeds the attack's ``eps`` counts as robust
+    (robust accuracy is read at that budget), and the norms of the successful examples are reported."""
+    entry, params = cell.attack.entry, cell.attack.kwargs
     whitebox = AttackGenerator.for_spec(cell.attack, normalization, derive_seed(seed, "whitebox", cell.id), batch_size)
     pruned_adversarials = whitebox(pruned, images, labels)
+    base_norms = perturbation_norms(base_adversarials, images, entry.norm).cpu()
+    pruned_norms = perturbation_norms(pruned_adversarials, images, entry.norm).cpu()
+    budget = params.get("eps") if entry.minimal else None
 
-    def correct(model: nn.Module, inputs: torch.Tensor) -> list[bool]:
-        return [bool(v) for v in correct_predictions(model, inputs, labels, normalization, batch_size).tolist()]
+    def correct(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        return correct_predictions(model, inputs, labels, normalization, batch_size)
 
-    outcomes = {
-        "base_clean": correct(base, images),
-        "pruned_clean": correct(pruned, images),
+    raw = {
         "base_adversarial": correct(base, base_adversarials),
         "pruned_adversarial": correct(pruned, pruned_adversarials),
         "transfer_adversarial": correct(pruned, base_adversarials),
     }
-    assert tuple(outcomes) == OUTCOME_NAMES
-    return CellResult(cell, compute_metrics(outcomes, base_size, pruned_size), outcomes, provenance)
+    norms_of = {"base_adversarial": base_norms, "pruned_adversarial": pruned_norms, "transfer_adversarial": base_norms}
+    outcomes = {"base_clean": _bools(correct(base, images)), "pruned_clean": _bools(correct(pruned, images))}
+    for name, hits in raw.items():
+        if isinstance(budget, (int, float)) and not isinstance(budget, bool):
+            hits = hits | (norms_of[name] > float(budget))
+        outcomes[name] = _bools(hits)
+    outcomes = {name: outcomes[name] for name in OUTCOME_NAMES}
+    fooled = None
+    if entry.minimal:
+        fooled = {who: _bools(~raw[f"{who}_adversarial"]) for who in ("base", "pruned", "transfer")}
+    metrics = compute_metrics(outcomes, base_size, pruned_size)
+    metrics.update(perturbation_metrics(base_norms.tolist(), pruned_norms.tolist(), fooled, outcomes))
+    return CellResult(cell, metrics, outcomes, provenance)
+
+
+def _bools(values: torch.Tensor) -> list[bool]:
+    return [bool(v) for v in values.tolist()]

@@ -11,7 +11,19 @@ Every accuracy and rate is a percentage of evaluation samples (0-100), so tolera
 - ``transfer_robust_accuracy``: % of samples the pruned model classifies correctly on the adversarial
   examples crafted on the *base* model (the study's central measure).
 - ``*_attack_success_rate``: among the samples the evaluated model gets right when clean, % that the
-  attack turns into errors (``None`` when the model gets no clean sample right).
+  attack turns into errors (``None`` when the model gets no clean sample right). The transfer one
+  counts every base-crafted example, also those that never fooled the base.
+- ``transfer_rate``: the usual transfer rate, conditioned on fooling the base: among the samples that
+  both models get right when clean and whose base-crafted example fools the base, % whose example also
+  fools the pruned model (``None`` when there are none).
+- ``base_max_perturbation`` / ``pruned_max_perturbation``: the largest perturbation of any example
+  crafted on that model, in the attack's norm (L2 when it declares none), in pixel space.
+- For minimal attacks (DeepFool, CW; see ``registry.AttackEntry``) robust accuracy is read at the
+  attack's ``eps``: a sample whose adversarial example needs a larger perturbation counts as robust.
+  ``*_median_perturbation`` / ``*_mean_perturbation``: the median and mean perturbation norm of the
+  examples that succeed (the model is right on the clean sample, wrong on its example, whatever the
+  norm), the measure the DeepFool paper and foolbox's minimal attacks report (``None`` when none
+  succeeds). ``transfer_*``: the base-crafted examples that fool the pruned model.
 - ``sparsity``: % of the base model's parameters that are zero or absent in the pruned model.
 - ``compression_ratio``: base parameters / pruned nonzero parameters.
 - ``*_parameters``, ``*_nonzero_parameters``, ``*_macs``: counts (MACs of one forward pass on one input).
@@ -36,6 +48,7 @@ POINT_METRICS = (
     "base_attack_success_rate",
     "pruned_attack_success_rate",
     "transfer_attack_success_rate",
+    "transfer_rate",
     "sparsity",
 )
 # Direction of "worse": improvements never fail a cell. Other point metrics (sparsity) are neutral.
@@ -51,6 +64,7 @@ LOWER_IS_BETTER = (
     "base_attack_success_rate",
     "pruned_attack_success_rate",
     "transfer_attack_success_rate",
+    "transfer_rate",
 )
 # Functions of the accuracies: under a significance-based gate they are judged through those.
 DERIVED_METRICS = LOWER_IS_BETTER
@@ -75,6 +89,14 @@ METRIC_NAMES = (
     "base_macs",
     "pruned_macs",
 )
+# Reported by every cell, never gated: a bounded attack's largest perturbation is at most its eps.
+MAX_PERTURBATION_METRICS = ("base_max_perturbation", "pruned_max_perturbation")
+# Reported by cells of minimal attacks, gated with a relative tolerance; larger is more robust.
+NORM_METRICS = tuple(
+    f"{who}_{stat}_perturbation" for who in ("base", "pruned", "transfer") for stat in ("median", "mean")
+)
+# Every metric name a cell can report, for the settings that name metrics (floors).
+ALL_METRIC_NAMES = (*METRIC_NAMES, *MAX_PERTURBATION_METRICS, *NORM_METRICS)
 OUTCOME_NAMES = ("base_clean", "pruned_clean", "base_adversarial", "pruned_adversarial", "transfer_adversarial")
 DIGITS = 4  # stored precision; far below one sample's weight (100/n points) for any realistic n
 
@@ -94,6 +116,58 @@ def success_rate(clean: Sequence[bool], attacked: Sequence[bool]) -> float | Non
     """% of clean-correct samples that are wrong under attack."""
     eligible = [a for c, a in zip(clean, attacked, strict=True) if c]
     return percent(sum(1 for a in eligible if not a), len(eligible))
+
+
+def transfer_rate(outcomes: Mapping[str, Sequence[bool]]) -> float | None:
+    """% of the base-fooling examples (on samples both models get right when clean) that fool the pruned."""
+    eligible = [
+        transfer
+        for base_clean, pruned_clean, base_adversarial, transfer in zip(
+            outcomes["base_clean"],
+            outcomes["pruned_clean"],
+            outcomes["base_adversarial"],
+            outcomes["transfer_adversarial"],
+            strict=True,
+        )
+        if base_clean and pruned_clean and not base_adversarial
+    ]
+    return percent(sum(1 for transfer in eligible if not transfer), len(eligible))
+
+
+def norm_statistics(norms: Sequence[float], succeeded: Sequence[bool]) -> tuple[float | None, float | None]:
+    """Median and mean of ``norms`` over the samples where ``succeeded``; (None, None) when none did."""
+    import statistics
+
+    chosen = [float(n) for n, s in zip(norms, succeeded, strict=True) if s]
+    if not chosen:
+        return None, None
+    return round(statistics.median(chosen), DIGITS), round(statistics.fmean(chosen), DIGITS)
+
+
+def perturbation_metrics(
+    base_norms: Sequence[float],
+    pruned_norms: Sequence[float],
+    fooled: Mapping[str, Sequence[bool]] | None,
+    outcomes: Mapping[str, Sequence[bool]],
+) -> dict[str, MetricValue]:
+    """The perturbation metrics of a cell: the largest norm of each model's examples and, for a minimal
+    attack (``fooled`` given: per-sample "the model is wrong on its example", whatever the norm, for
+    ``base``, ``pruned`` and ``transfer``), the median and mean norm of the examples that succeed."""
+    metrics: dict[str, MetricValue] = {
+        "base_max_perturbation": round(max(base_norms), DIGITS) if len(base_norms) else None,
+        "pruned_max_perturbation": round(max(pruned_norms), DIGITS) if len(pruned_norms) else None,
+    }
+    if fooled is None:
+        return metrics
+    cases = {
+        "base": (base_norms, outcomes["base_clean"], fooled["base"]),
+        "pruned": (pruned_norms, outcomes["pruned_clean"], fooled["pruned"]),
+        "transfer": (base_norms, outcomes["pruned_clean"], fooled["transfer"]),
+    }
+    for who, (norms, clean, wrong) in cases.items():
+        succeeded = [bool(c) and bool(w) for c, w in zip(clean, wrong, strict=True)]
+        metrics[f"{who}_median_perturbation"], metrics[f"{who}_mean_perturbation"] = norm_statistics(norms, succeeded)
+    return metrics
 
 
 def compute_metrics(
@@ -125,6 +199,7 @@ def compute_metrics(
         "base_attack_success_rate": success_rate(outcomes["base_clean"], outcomes["base_adversarial"]),
         "pruned_attack_success_rate": success_rate(outcomes["pruned_clean"], outcomes["pruned_adversarial"]),
         "transfer_attack_success_rate": success_rate(outcomes["pruned_clean"], outcomes["transfer_adversarial"]),
+        "transfer_rate": transfer_rate(outcomes),
         "base_parameters": base.parameters,
         "pruned_parameters": pruned.parameters,
         "base_nonzero_parameters": base.nonzero_parameters,

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pytest_advprune.errors import SetupError
+from pytest_advprune.errors import IntegrityError, SetupError
 from pytest_advprune.options import Settings
 from pytest_advprune.specs import AttackSpec, CellSpec, PruningSpec, derive_seed
 
@@ -41,6 +41,12 @@ class BaseModel:
     module: nn.Module
     weights_fingerprint: str
     size: SizeFigures
+    state: dict[str, torch.Tensor]  # a copy, to restore the model if an attack or pruning changes it
+    modes: tuple[tuple[str, bool], ...]  # (module name, training) for every submodule
+
+
+def training_modes(module: nn.Module) -> tuple[tuple[str, bool], ...]:
+    return tuple((name or "(the model)", sub.training) for name, sub in module.named_modules())
 
 
 @dataclass(frozen=True)
@@ -194,8 +200,42 @@ class AdvPruneSession:
             with self.threads():  # counting MACs runs a forward pass: keep it off the other cores too
                 self._check_forward(entry, module, example)
                 size = model_size(module, example)
-            self._bases[name] = BaseModel(entry, module, weights_fingerprint(module), size)
+            state = {key: value.detach().clone() for key, value in module.state_dict().items()}
+            self._bases[name] = BaseModel(
+                entry, module, weights_fingerprint(module), size, state, training_modes(module)
+            )
         return self._bases[name]
+
+    def check_base_intact(self, model: str, culprit: str) -> None:
+        """Fail naming ``culprit`` if the base model's weights or train/eval flags changed since it was
+        built, after restoring them so that the other cells measure the model that was registered."""
+        base = self.base_model(model)
+        modes = training_modes(base.module)
+        weights_changed = weights_fingerprint(base.module) != base.weights_fingerprint
+        if not weights_changed and modes == base.modes:
+            return
+        changes = []
+        if weights_changed:
+            changes.append("its weights")
+        flipped = [
+            f"{name!r} ({'training' if now else 'eval'})"
+            for (name, now), (_, was) in zip(modes, base.modes, strict=False)  # a pruning may add modules
+            if now != was
+        ]
+        if flipped:
+            changes.append(f"the train/eval mode of {len(flipped)} module(s): {', '.join(flipped[:3])}")
+        try:
+            base.module.load_state_dict(base.state)
+            for (_, training), sub in zip(base.modes, base.module.modules(), strict=True):
+                sub.training = training
+            restored = "The base model was restored for the other cells."
+        except (RuntimeError, ValueError):  # its structure changed too (modules replaced in place)
+            restored = "Its structure changed too, so it cannot be restored: its other cells fail as well."
+        raise IntegrityError(
+            f"{culprit} changed the base model {model!r}: {' and '.join(changes)}. An attack or pruning must leave "
+            "the model it is given as it found it (prune a copy: copy.deepcopy(model); restore model.train(mode) "
+            f"after crafting). {restored}"
+        )
 
     def _check_forward(self, entry: ModelEntry, module: nn.Module, example: torch.Tensor) -> None:
         """One image of the model's dataset through the model: a model built for other inputs (channels,
@@ -239,6 +279,7 @@ class AdvPruneSession:
             with self.threads():
                 module = prune_model(base.module, pruning.entry, pruning.amount, context, self.fine_tune_settings)
                 size = model_size(module, context.example_inputs)
+            self.check_base_intact(model, f"pruning {pruning.name!r} (registered by {pruning.entry.origin})")
             self._pruned[key] = PrunedModel(pruning, module, size)
         return self._pruned[key]
 
@@ -260,7 +301,9 @@ class AdvPruneSession:
             seed = derive_seed(self.settings.seed, "base", model, attack.id)
             generator = AttackGenerator.for_spec(attack, base.entry.normalization, seed, self.settings.batch_size)
             with self.threads():
-                self._adversarials[key] = generator(base.module, data.images, data.labels)
+                adversarials = generator(base.module, data.images, data.labels)
+            self.check_base_intact(model, f"attack {attack.name!r} (registered by {attack.entry.origin})")
+            self._adversarials[key] = adversarials
         return self._adversarials[key]
 
     # -- cells -------------------------------------------------------------------------------------
@@ -279,6 +322,7 @@ class AdvPruneSession:
             "device": self.device.type,
             "device_name": device_name(self.device),
             "seed": self.settings.seed,
+            "threads": self.settings.threads,
             "samples": len(data.labels),
             "dataset": {"name": base.entry.dataset, "fingerprint": data.fingerprint},
             "model": {"name": cell.model, "weights_fingerprint": base.weights_fingerprint},
@@ -313,4 +357,7 @@ class AdvPruneSession:
                     batch_size=self.settings.batch_size,
                     provenance=self.provenance(cell),
                 )
+            self.check_base_intact(
+                cell.model, f"attack {cell.attack.name!r} (registered by {cell.attack.entry.origin})"
+            )
         return self._results[cell.id]

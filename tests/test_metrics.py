@@ -13,11 +13,13 @@ from hypothesis import strategies as st
 from pytest_advprune.metrics import (
     DIGITS,
     METRIC_NAMES,
+    NORM_METRICS,
     OUTCOME_NAMES,
     POINT_METRICS,
     SizeFigures,
     compute_metrics,
     percent,
+    perturbation_metrics,
     success_rate,
 )
 
@@ -35,6 +37,7 @@ EXPECTED_KEYS = {
     "base_attack_success_rate",
     "pruned_attack_success_rate",
     "transfer_attack_success_rate",
+    "transfer_rate",
     "base_parameters",
     "pruned_parameters",
     "base_nonzero_parameters",
@@ -124,6 +127,12 @@ def test_compute_metrics_matches_numpy(
         numpy_success_rate(outcomes["pruned_clean"], outcomes["transfer_adversarial"]),
     )
 
+    # The usual transfer rate: only examples that fooled the base, on samples both models get right.
+    arrays = {name: np.asarray(vector, dtype=bool) for name, vector in outcomes.items()}
+    fooled_base = arrays["base_clean"] & arrays["pruned_clean"] & ~arrays["base_adversarial"]
+    exact_rate = None if not fooled_base.any() else 100.0 * (~arrays["transfer_adversarial"][fooled_base]).mean()
+    assert_rounded(metrics["transfer_rate"], None if exact_rate is None else float(exact_rate))
+
     # The drop is the exact difference of the two accuracies, rounded once.
     exact_drop = numpy_accuracy(outcomes["base_clean"]) - numpy_accuracy(outcomes["pruned_clean"])
     assert_rounded(metrics["clean_accuracy_drop"], exact_drop)
@@ -159,9 +168,11 @@ def test_hand_computed_example() -> None:
     outcomes = {
         "base_clean": [t, t, f, t],  # 3/4 right
         "pruned_clean": [t, f, f, t],  # 2/4 right
-        "base_adversarial": [f, t, f, f],  # of samples 0, 1, 3: 0 and 3 flipped -> 2/3
+        "base_adversarial": [t, t, f, f],  # of samples 0, 1, 3: 3 flipped -> 1/3
         "pruned_adversarial": [t, f, t, f],  # of samples 0, 3: 3 flipped -> 1/2
-        "transfer_adversarial": [f, f, f, f],  # of samples 0, 3: both flipped -> 2/2
+        # Of samples 0, 3: 0 flipped -> 1/2. But only sample 3 fooled the base, and it does not
+        # transfer: the usual (conditioned) transfer rate is 0/1.
+        "transfer_adversarial": [f, f, f, t],
     }
     metrics = compute_metrics(outcomes, SizeFigures(200, 198, 1000), SizeFigures(150, 50, 700))
     assert metrics == {
@@ -169,12 +180,13 @@ def test_hand_computed_example() -> None:
         "base_clean_accuracy": 75.0,
         "pruned_clean_accuracy": 50.0,
         "clean_accuracy_drop": 25.0,
-        "base_robust_accuracy": 25.0,
+        "base_robust_accuracy": 50.0,
         "pruned_robust_accuracy": 50.0,
-        "transfer_robust_accuracy": 0.0,
-        "base_attack_success_rate": 66.6667,
+        "transfer_robust_accuracy": 25.0,
+        "base_attack_success_rate": 33.3333,
         "pruned_attack_success_rate": 50.0,
-        "transfer_attack_success_rate": 100.0,
+        "transfer_attack_success_rate": 50.0,
+        "transfer_rate": 0.0,
         "base_parameters": 200,
         "pruned_parameters": 150,
         "base_nonzero_parameters": 198,
@@ -297,3 +309,39 @@ def test_point_metrics_and_outcome_names() -> None:
         "pruned_adversarial",
         "transfer_adversarial",
     )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    outcomes=outcome_vectors(),
+    data=st.data(),
+)
+def test_perturbation_metrics_match_numpy(outcomes: dict[str, list[bool]], data: st.DataObject) -> None:
+    n = len(outcomes["base_clean"])
+    norm = st.floats(min_value=0.0, max_value=10.0, allow_nan=False)
+    base_norms = data.draw(st.lists(norm, min_size=n, max_size=n))
+    pruned_norms = data.draw(st.lists(norm, min_size=n, max_size=n))
+    fooled = {who: data.draw(st.lists(st.booleans(), min_size=n, max_size=n)) for who in ("base", "pruned", "transfer")}
+    metrics = perturbation_metrics(base_norms, pruned_norms, fooled, outcomes)
+
+    assert_rounded(metrics["base_max_perturbation"], float(np.max(base_norms)))
+    assert_rounded(metrics["pruned_max_perturbation"], float(np.max(pruned_norms)))
+    cases = {
+        "base": (base_norms, "base_clean"),
+        "pruned": (pruned_norms, "pruned_clean"),
+        "transfer": (base_norms, "pruned_clean"),  # the base's examples, judged by the pruned model
+    }
+    for who, (norms, clean) in cases.items():
+        succeeded = np.asarray(outcomes[clean], dtype=bool) & np.asarray(fooled[who], dtype=bool)
+        chosen = np.asarray(norms, dtype=np.float64)[succeeded]
+        assert_rounded(metrics[f"{who}_median_perturbation"], float(np.median(chosen)) if chosen.size else None)
+        assert_rounded(metrics[f"{who}_mean_perturbation"], float(np.mean(chosen)) if chosen.size else None)
+    assert set(metrics) == {"base_max_perturbation", "pruned_max_perturbation", *NORM_METRICS}
+
+
+def test_bounded_attacks_report_only_their_largest_perturbation() -> None:
+    outcomes = {name: [True, False] for name in OUTCOME_NAMES}
+    assert perturbation_metrics([0.1, 0.05], [0.0, 0.1], None, outcomes) == {
+        "base_max_perturbation": 0.1,
+        "pruned_max_perturbation": 0.1,
+    }

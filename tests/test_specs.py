@@ -108,18 +108,18 @@ def test_format_value_is_faithful_for_floats(value: float) -> None:
 
 def test_attack_defaults() -> None:
     spec = parse_attack("pgd_linf")
-    assert spec.kwargs == {"eps": 0.1, "alpha": 0.02, "steps": 10, "random_start": True}
+    assert spec.kwargs == {"eps": 0.1, "alpha": 0.02, "steps": 10, "random_start": True, "restarts": 1}
     assert spec.explicit == ()
     assert [key for key, _ in spec.params] == sorted(spec.kwargs)
     assert parse_attack("fgsm").kwargs == {"eps": 0.1}
-    assert set(parse_attack("pgd_l2").kwargs) == {"eps", "alpha", "steps", "random_start"}
+    assert set(parse_attack("pgd_l2").kwargs) == {"eps", "alpha", "steps", "random_start", "restarts"}
     assert set(parse_attack("cw_l2").kwargs) == {"c", "kappa", "steps", "lr"}
     assert set(parse_attack("square").kwargs) == {"eps", "n_queries", "p_init"}
     for name in BUILTIN_ATTACKS:
         assert parse_attack(name).kwargs == dict(ATTACKS.get(name).defaults)
     # An explicit value replaces only its own default.
     spec = parse_attack("pgd_linf:steps=3")
-    assert spec.kwargs == {"eps": 0.1, "alpha": 0.02, "steps": 3, "random_start": True}
+    assert spec.kwargs == {"eps": 0.1, "alpha": 0.02, "steps": 3, "random_start": True, "restarts": 1}
     assert spec.explicit == ("steps",)
 
 
@@ -159,7 +159,7 @@ def test_specs_are_hashable_values() -> None:
 
 def test_attack_spec_with_several_explicit_parameters() -> None:
     spec = parse_attack("pgd_linf:eps=0.05,steps=20,random_start=false")
-    assert spec.kwargs == {"eps": 0.05, "alpha": 0.02, "steps": 20, "random_start": False}
+    assert spec.kwargs == {"eps": 0.05, "alpha": 0.02, "steps": 20, "random_start": False, "restarts": 1}
     assert spec.id == "pgd_linf_0.05_random_startFalse_steps20"
     assert isinstance(spec, AttackSpec)
 
@@ -269,7 +269,7 @@ def test_unknown_parameter_lists_accepted_ones() -> None:
         parse_attack("pgd_linf:eps=0.1,stepz=3")
     message = str(info.value)
     assert "unknown parameter 'stepz'" in message
-    assert "Accepted: alpha, eps, random_start, steps." in message
+    assert "Accepted: alpha, eps, random_start, restarts, steps." in message
 
 
 def test_bare_value_needs_a_primary_parameter() -> None:

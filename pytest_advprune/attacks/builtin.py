@@ -21,7 +21,9 @@ def fgsm(model: nn.Module, eps: float) -> AttackCallable:
     return torchattacks.FGSM(model, eps=eps)  # type: ignore[no-any-return]
 
 
-@register_attack("pgd_linf", primary="eps", norm="Linf", builtin=True, eps=0.1, alpha=0.02, steps=10, random_start=True)
+@register_attack(
+    "pgd_linf", primary="eps", norm="Linf", builtin=True, eps=0.1, alpha=0.02, steps=10, random_start=True, restarts=1
+)
 def pgd_linf(model: nn.Module, eps: float, alpha: float, steps: int, random_start: bool) -> AttackCallable:
     """Projected Gradient Descent in the L-inf ball (Madry et al., 2018)."""
     import torchattacks
@@ -29,7 +31,9 @@ def pgd_linf(model: nn.Module, eps: float, alpha: float, steps: int, random_star
     return torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start)  # type: ignore[no-any-return]
 
 
-@register_attack("pgd_l2", primary="eps", norm="L2", builtin=True, eps=0.5, alpha=0.1, steps=10, random_start=True)
+@register_attack(
+    "pgd_l2", primary="eps", norm="L2", builtin=True, eps=0.5, alpha=0.1, steps=10, random_start=True, restarts=1
+)
 def pgd_l2(model: nn.Module, eps: float, alpha: float, steps: int, random_start: bool) -> AttackCallable:
     """Projected Gradient Descent in the L2 ball."""
     import torchattacks
@@ -43,6 +47,39 @@ def mifgsm(model: nn.Module, eps: float, alpha: float, steps: int, decay: float)
     import torchattacks
 
     return torchattacks.MIFGSM(model, eps=eps, alpha=alpha, steps=steps, decay=decay)  # type: ignore[no-any-return]
+
+
+def _apgd(model: nn.Module, norm: str, eps: float, steps: int, loss: str, seed: int) -> AttackCallable:
+    import torchattacks
+
+    # One start per call: restarts are the crafting layer's (each on the survivors of the earlier ones).
+    return torchattacks.APGD(model, norm=norm, eps=eps, steps=steps, n_restarts=1, seed=seed, loss=loss)  # type: ignore[no-any-return]
+
+
+@register_attack("apgd_ce", primary="eps", norm="Linf", builtin=True, eps=0.1, steps=100, restarts=1)
+def apgd_ce(model: nn.Module, eps: float, steps: int, seed: int = 0) -> AttackCallable:
+    """Auto-PGD with cross-entropy (Croce & Hein, 2020), L-inf: PGD with momentum and a step size that
+    halves when progress stalls, so it needs no step-size tuning."""
+    return _apgd(model, "Linf", eps, steps, "ce", seed)
+
+
+@register_attack("apgd_dlr", primary="eps", norm="Linf", builtin=True, eps=0.1, steps=100, restarts=1)
+def apgd_dlr(model: nn.Module, eps: float, steps: int, seed: int = 0) -> AttackCallable:
+    """Auto-PGD on the Difference-of-Logits-Ratio loss (untargeted), L-inf: invariant to the logits'
+    scale, so it still finds directions where cross-entropy saturates."""
+    return _apgd(model, "Linf", eps, steps, "dlr", seed)
+
+
+@register_attack("apgd_ce_l2", primary="eps", norm="L2", builtin=True, eps=0.5, steps=100, restarts=1)
+def apgd_ce_l2(model: nn.Module, eps: float, steps: int, seed: int = 0) -> AttackCallable:
+    """Auto-PGD with cross-entropy in the L2 ball."""
+    return _apgd(model, "L2", eps, steps, "ce", seed)
+
+
+@register_attack("apgd_dlr_l2", primary="eps", norm="L2", builtin=True, eps=0.5, steps=100, restarts=1)
+def apgd_dlr_l2(model: nn.Module, eps: float, steps: int, seed: int = 0) -> AttackCallable:
+    """Auto-PGD on the DLR loss (untargeted) in the L2 ball."""
+    return _apgd(model, "L2", eps, steps, "dlr", seed)
 
 
 @register_attack("cw_l2", primary="c", builtin=True, c=1.0, kappa=0.0, steps=50, lr=0.05)
