@@ -48,6 +48,8 @@ from pytest_advprune.metrics import (
     DERIVED_METRICS,
     HIGHER_IS_BETTER,
     LOWER_IS_BETTER,
+    MAX_PERTURBATION_METRICS,
+    NORM_METRICS,
     OUTCOME_OF_METRIC,
     POINT_METRICS,
 )
@@ -127,6 +129,11 @@ def compare_metrics(
     changes = []
     for metric in sorted(set(observed) | set(stored)):
         old, new = stored.get(metric), observed.get(metric)
+        if metric in MAX_PERTURBATION_METRICS:
+            continue  # informational: a bounded attack's is at most its eps, checked while crafting
+        if metric in NORM_METRICS and old is not None and new is not None:
+            changes.extend(_norm_change(metric, float(old), float(new), settings.perturbation_tolerance))
+            continue
         if metric not in POINT_METRICS or old is None or new is None:
             if old != new:
                 changes.append(MetricChange(metric, old, new, "exactly the baseline", failing=True, improved=False))
@@ -163,6 +170,17 @@ def compare_metrics(
                 )
             changes.append(MetricChange(metric, old, new, allowed, failing, False, paired))
     return changes
+
+
+def _norm_change(metric: str, old: float, new: float, tolerance: float) -> list[MetricChange]:
+    """A minimal attack's perturbation norm, compared relatively: smaller is easier to fool."""
+    relative = 0.0 if new == old else (float("inf") if old == 0 else 100.0 * (new - old) / old)
+    allowed = f"-{tolerance:g}% (relative; ini advprune_perturbation_tolerance)"
+    if relative < -tolerance - 1e-9:
+        return [MetricChange(metric, old, new, allowed, failing=True, improved=False)]
+    if relative > tolerance + 1e-9:
+        return [MetricChange(metric, old, new, f"±{tolerance:g}% (relative)", failing=False, improved=True)]
+    return []
 
 
 def stale_fields(

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pytest_advprune.messages import describe_paired, field, format_number
-from pytest_advprune.metrics import METRIC_NAMES, OUTCOME_OF_METRIC, MetricValue
+from pytest_advprune.metrics import ALL_METRIC_NAMES, OUTCOME_OF_METRIC, MetricValue
 from pytest_advprune.paired import PairedChange, paired_change
 from pytest_advprune.scopes import EVERYWHERE, Scope, ScopeError, split_scope
 
@@ -146,9 +146,10 @@ def parse_floors(lines: Sequence[str]) -> tuple[Rule, ...]:
                 "(or 'metric <= value'), e.g. 'pruned_robust_accuracy >= 40 for resnet-*'."
             )
         metric, operator, value_text = match.groups()
-        if metric not in METRIC_NAMES:
+        if metric not in ALL_METRIC_NAMES:
             raise InvariantError(
-                f"ini {FLOORS_KEY}: {line.strip()!r}: unknown metric {metric!r}. Metrics: {', '.join(METRIC_NAMES)}."
+                f"ini {FLOORS_KEY}: {line.strip()!r}: unknown metric {metric!r}. "
+                f"Metrics: {', '.join(ALL_METRIC_NAMES)}."
             )
         rules.append(
             Rule(

@@ -49,6 +49,7 @@ class Settings:
     accept_regressions: tuple[str, ...] = ()  # cell-id patterns whose regressions an update may write
     retrain_tolerance: float | None = None  # against a baseline of other base weights; None: tolerance
     retrain_metric_tolerances: dict[str, float] = field(default_factory=dict)
+    perturbation_tolerance: float = 10.0  # % relative change of a minimal attack's perturbation norms
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -146,6 +147,11 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "advprune_metric_tolerances", "Per-metric tolerances, e.g. transfer_robust_accuracy=3", type="linelist"
+    )
+    parser.addini(
+        "advprune_perturbation_tolerance",
+        "Allowed relative decrease of a minimal attack's median and mean perturbation norm, in percent",
+        default="10",
     )
     parser.addini(
         "advprune_retrain_tolerance",
@@ -434,6 +440,15 @@ def read_settings(config: pytest.Config) -> Settings:
         ),
         retrain_metric_tolerances=parse_tolerances(
             list(config.getini("advprune_retrain_metric_tolerances")), "advprune_retrain_metric_tolerances"
+        ),
+        perturbation_tolerance=float(
+            parse_number(
+                ini("advprune_perturbation_tolerance"),
+                "advprune_perturbation_tolerance",
+                float,
+                0.0,
+                "Use percent, e.g. 10.",
+            )
         ),
         finetune_epochs=int(
             parse_number(ini("advprune_finetune_epochs"), "advprune_finetune_epochs", int, 0, "Use an integer >= 0.")

@@ -223,3 +223,24 @@ def test_a_rate_that_becomes_undefined_is_not_a_measured_regression() -> None:
         "transfer_robust_accuracy",
     }
     assert worst_change(worse)["difference"] == -75.0
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "failing", "improved"),
+    [(1.0, 0.91, False, False), (1.0, 0.89, True, False), (1.0, 1.11, False, True), (0.5, 0.5, False, False)],
+)
+def test_a_minimal_attacks_norms_are_gated_relatively_and_max_perturbation_never(
+    old: float, new: float, failing: bool, improved: bool
+) -> None:
+    """A pruned model whose median DeepFool perturbation shrinks by more than 10% is easier to fool; the
+    largest perturbation is informational (a bounded attack's is its eps) and never fails a cell."""
+    from pytest_advprune.gate import compare_metrics
+
+    outcomes = {name: [True] * 30 + [False] * 10 for name in OUTCOME_NAMES}
+    before, after = result_of(outcomes), result_of(outcomes)
+    before.metrics.update(pruned_median_perturbation=old, pruned_max_perturbation=0.5)
+    after.metrics.update(pruned_median_perturbation=new, pruned_max_perturbation=0.7)
+    changes = compare_metrics(after, baseline_of(before), gate_settings())
+    assert [(c.metric, c.failing, c.improved) for c in changes] == (
+        [("pruned_median_perturbation", failing, improved)] if failing or improved else []
+    )
