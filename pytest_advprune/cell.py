@@ -9,6 +9,7 @@ from pytest_advprune.attacks import AttackGenerator
 from pytest_advprune.attacks.crafting import perturbation_norms
 from pytest_advprune.evaluation import correct_predictions
 from pytest_advprune.metrics import OUTCOME_NAMES, MetricValue, SizeFigures, compute_metrics, perturbation_metrics
+from pytest_advprune.sanity import Flag, cell_flags
 from pytest_advprune.specs import CellSpec, derive_seed
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ class CellResult:
     metrics: dict[str, MetricValue]
     outcomes: dict[str, list[bool]]
     provenance: dict[str, Any] = field(default_factory=dict)
+    flags: tuple[Flag, ...] = ()  # sanity flags of this cell (see sanity.py); never stored in baselines
 
 
 def evaluate_cell(
@@ -43,12 +45,16 @@ def evaluate_cell(
     seed: int,
     batch_size: int,
     provenance: dict[str, Any],
+    model_checks: dict[str, tuple[int, bool]] | None = None,
+    alpha: float = 0.05,
 ) -> CellResult:
     """Measure one cell. ``base_adversarials`` were crafted on ``base`` (shared by every pruning of that
     base); the white-box examples of the pruned model are crafted here, on ``pruned``.
 
     For a minimal attack, an example whose perturbation exceeds the attack's ``eps`` counts as robust
-    (robust accuracy is read at that budget), and the norms of the successful examples are reported."""
+    (robust accuracy is read at that budget), and the norms of the successful examples are reported.
+    ``model_checks`` maps "base" / "pruned" to (samples with a zero input gradient, outputs look like
+    probabilities), for the sanity flags."""
     entry, params = cell.attack.entry, cell.attack.kwargs
     whitebox = AttackGenerator.for_spec(cell.attack, normalization, derive_seed(seed, "whitebox", cell.id), batch_size)
     pruned_adversarials = whitebox(pruned, images, labels)
@@ -76,7 +82,14 @@ def evaluate_cell(
         fooled = {who: _bools(~raw[f"{who}_adversarial"]) for who in ("base", "pruned", "transfer")}
     metrics = compute_metrics(outcomes, base_size, pruned_size)
     metrics.update(perturbation_metrics(base_norms.tolist(), pruned_norms.tolist(), fooled, outcomes))
-    return CellResult(cell, metrics, outcomes, provenance)
+    checks = model_checks or {}
+    flags = cell_flags(
+        outcomes,
+        {who: zero for who, (zero, _) in checks.items()},
+        {who: probabilities for who, (_, probabilities) in checks.items()},
+        alpha,
+    )
+    return CellResult(cell, metrics, outcomes, provenance, tuple(flags))
 
 
 def _bools(values: torch.Tensor) -> list[bool]:

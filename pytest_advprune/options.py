@@ -49,6 +49,7 @@ class Settings:
     accept_regressions: tuple[str, ...] = ()  # cell-id patterns whose regressions an update may write
     retrain_tolerance: float | None = None  # against a baseline of other base weights; None: tolerance
     retrain_metric_tolerances: dict[str, float] = field(default_factory=dict)
+    sanity: str = "warn"  # sanity flags: warn (list them), fail (fail the cells and the run) or off
     perturbation_tolerance: float = 10.0  # % relative change of a minimal attack's perturbation norms
 
 
@@ -147,6 +148,11 @@ def add_options(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "advprune_metric_tolerances", "Per-metric tolerances, e.g. transfer_robust_accuracy=3", type="linelist"
+    )
+    parser.addini(
+        "advprune_sanity",
+        "Sanity flags (signs of gradient masking or a broken attack): warn, fail or off",
+        default="warn",
     )
     parser.addini(
         "advprune_perturbation_tolerance",
@@ -266,6 +272,13 @@ def parse_dtype(text: str) -> str:
 
 TRUE_WORDS = ("1", "true", "t", "yes", "y", "on", "enable", "enabled")
 FALSE_WORDS = ("", "0", "false", "f", "no", "n", "off", "disable", "disabled")
+
+
+def parse_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
+    text = value.strip().lower()
+    if text not in choices:
+        raise pytest.UsageError(f"ini {name} = {value!r}: use one of {', '.join(choices)}.")
+    return text
 
 
 def parse_yes_no(value: str, name: str) -> bool:
@@ -441,6 +454,7 @@ def read_settings(config: pytest.Config) -> Settings:
         retrain_metric_tolerances=parse_tolerances(
             list(config.getini("advprune_retrain_metric_tolerances")), "advprune_retrain_metric_tolerances"
         ),
+        sanity=parse_choice(ini("advprune_sanity"), "advprune_sanity", ("warn", "fail", "off")),
         perturbation_tolerance=float(
             parse_number(
                 ini("advprune_perturbation_tolerance"),

@@ -230,7 +230,8 @@ def check_baseline(request: pytest.FixtureRequest, advprune_session: AdvPruneSes
     from pytest_advprune.baselines import BaselineStore
     from pytest_advprune.gate import Verdict, judge
 
-    store = BaselineStore(advprune_session.settings.baselines_dir)
+    settings = advprune_session.settings
+    store = BaselineStore(settings.baselines_dir)
 
     def check(result: CellResult) -> None:
         __tracebackhide__ = True
@@ -258,11 +259,21 @@ def check_baseline(request: pytest.FixtureRequest, advprune_session: AdvPruneSes
                     "violations": list(verdict.violations),
                     "worst": verdict.worst,
                     "metrics": result.metrics,
+                    "flags": [flag.describe() for flag in result.flags] if settings.sanity != "off" else [],
+                    "model": result.cell.model,
+                    "pruning": result.cell.pruning.id,
+                    "attack": result.cell.attack.name,
+                    "params": result.cell.attack.kwargs,
                 },
             )
         )
         if not verdict.ok:
             raise AssertionError("\n\n".join(verdict.problems))
+        if settings.sanity == "fail" and result.flags:
+            flags = "\n".join(f"  {flag.describe()}" for flag in result.flags)
+            raise AssertionError(
+                f"advprune: cell {result.cell.id} raised sanity flags (advprune_sanity = fail):\n{flags}"
+            )
 
     return check
 

@@ -87,6 +87,9 @@ class RunReport:
         if not self.verdicts:
             return
         self.unused = self._unused_files()
+        self._add_matrix_flags()
+        if self.settings.sanity == "fail" and any(record["flags"] for record in self.records.values()):
+            self.finish_errors.append("sanity flags (advprune_sanity = fail): see the list above")
         if self.settings.prune_baselines:
             kept = []
             for path in self.unused:
@@ -138,9 +141,25 @@ class RunReport:
             "worst": value.get("worst"),
             # A baseline written although worse than the one it replaced: --advprune-accept-regressions.
             "accepted": isinstance(baseline, dict) and value.get("worst") is not None and status != "write failed",
+            "flags": list(value.get("flags") or []),
+            "model": value.get("model"),
+            "pruning": value.get("pruning"),
+            "attack": value.get("attack"),
+            "params": value.get("params") or {},
         }
         for change in value.get("environment_changes") or ():
             self.environment_changes[str(change)] += 1
+
+    def _add_matrix_flags(self) -> None:
+        """Flags across the cells of one model and pruning (FGSM or Square beating PGD, accuracy rising with
+        eps), added to the cell that carries each; computed here, where every worker's cells meet."""
+        if self.settings.sanity == "off":
+            return
+        from pytest_advprune.sanity import matrix_flags
+
+        cells = {cell: record for cell, record in self.records.items() if record.get("model") is not None}
+        for cell, flags in matrix_flags(cells, self.settings.tolerance).items():
+            self.records[cell]["flags"] += [flag.describe() for flag in flags]
 
     def _record_error(self, report: pytest.TestReport) -> None:
         """A cell test that failed before its baseline check (a fixture error, a model that cannot be built,
@@ -223,6 +242,13 @@ class RunReport:
             )
         for path in self.deleted:
             lines.append(f"deleted unused baseline: {display_path(path, self.rootdir)}")
+        flagged = {cell: record["flags"] for cell, record in sorted(self.records.items()) if record["flags"]}
+        if flagged:
+            lines.append(
+                f"sanity flags on {_count(len(flagged), 'cell')} (signs of gradient masking or a broken attack; "
+                "see the README's Sanity flags):"
+            )
+            lines += [f"  {cell}: {flag}" for cell, flags in flagged.items() for flag in flags]
         lines += [f"could not write baseline {error}" for error in self.write_errors]
         lines += [f"error: {error}" for error in self.finish_errors]
         if self.unmeasured_timings:
@@ -339,6 +365,9 @@ def _markdown_regressions(cells: dict[str, dict[str, Any]]) -> list[str]:
             (cell, f"{v['invariant']}: {v['metric']} {v['observed']} (allowed {v['allowed']})")
             for cell, r in cells.items()
             for v in r.get("violations") or ()
+        ],
+        "Sanity flags (signs of gradient masking or a broken attack)": [
+            (cell, flag) for cell, r in cells.items() for flag in r.get("flags") or ()
         ],
     }
     lines: list[str] = []

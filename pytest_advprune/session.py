@@ -90,6 +90,7 @@ class AdvPruneSession:
         self._pruned: dict[tuple[str, str], PrunedModel] = {}
         self._adversarials: dict[tuple[str, str], torch.Tensor] = {}
         self._results: dict[str, CellResult] = {}
+        self._model_checks: dict[tuple[str, str], tuple[int, bool]] = {}
 
     # -- matrix ------------------------------------------------------------------------------------
 
@@ -334,6 +335,30 @@ class AdvPruneSession:
             "attack": {"name": cell.attack.name, **cell.attack.kwargs},
         }
 
+    def model_checks(self, model: str, pruning: PruningSpec | None) -> tuple[int, bool]:
+        """(samples whose input gradient is exactly zero, outputs look like probabilities) for the base
+        model (``pruning`` None) or a pruned one: the per-model inputs of the sanity flags, once each."""
+        key = (model, pruning.id if pruning is not None else "")
+        if key not in self._model_checks:
+            import torch
+
+            from pytest_advprune.evaluation import forward_in_pixel_space
+            from pytest_advprune.sanity import looks_like_probabilities, zero_gradient_count
+
+            base = self.base_model(model)
+            module = base.module if pruning is None else self.pruned_model(model, pruning).module
+            data = self.eval_set(base.entry.dataset)
+            normalization = base.entry.normalization
+            with self.threads():
+                zero = zero_gradient_count(module, data.images, data.labels, normalization, self.settings.batch_size)
+                was_training = module.training
+                module.eval()
+                with torch.no_grad():
+                    logits = forward_in_pixel_space(module, data.images[: self.settings.batch_size], normalization)
+                module.train(was_training)
+            self._model_checks[key] = (zero, looks_like_probabilities(logits))
+        return self._model_checks[key]
+
     def result(self, cell: CellSpec) -> CellResult:
         if cell.id not in self._results:
             from pytest_advprune.cell import evaluate_cell
@@ -356,6 +381,11 @@ class AdvPruneSession:
                     seed=self.settings.seed,
                     batch_size=self.settings.batch_size,
                     provenance=self.provenance(cell),
+                    model_checks={
+                        "base": self.model_checks(cell.model, None),
+                        "pruned": self.model_checks(cell.model, cell.pruning),
+                    },
+                    alpha=self.settings.alpha,
                 )
             self.check_base_intact(
                 cell.model, f"attack {cell.attack.name!r} (registered by {cell.attack.entry.origin})"
