@@ -30,7 +30,7 @@ from pytest_advprune import zoo
 from pytest_advprune.attacks import AttackGenerator
 from pytest_advprune.builtins import load_builtins
 from pytest_advprune.data import load_digits
-from pytest_advprune.evaluation import correct_predictions, forward_in_pixel_space
+from pytest_advprune.evaluation import correct_predictions
 from pytest_advprune.registry import Normalization
 from pytest_advprune.specs import parse_attack
 
@@ -148,39 +148,27 @@ def pgd_l2_reference() -> fb.attacks.L2PGD:
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_pgd_l2_matches_foolbox_with_a_negligible_division_guard(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With torchattacks' ``eps_for_division`` made negligible, the plugin's PGD-L2 is foolbox's."""
-    import torchattacks
-
-    monkeypatch.setattr(torchattacks, "PGDL2", functools.partial(torchattacks.PGDL2, eps_for_division=1e-30))
-    # Measured: every sample identical (largest difference 8.3e-7 on lenet, 5.4e-7 on mlp), same verdicts.
+def test_pgd_l2_matches_foolbox(name: str) -> None:
+    """The plugin's PGD-L2 passes torchattacks a negligible division guard (see ``pgd_l2``): every step is
+    alpha long, as foolbox's. With torchattacks' own guard (1e-10) 18 lenet and 62 mlp samples of these
+    200 drifted from foolbox's (largest difference 2.3e-2), where the batch-mean gradient is tiny.
+    Measured with the guard: every sample identical (largest difference 8.3e-7 on lenet, 5.4e-7 on mlp)."""
     comparison = compare(PGD_L2, pgd_l2_reference(), 0.5, name)
     assert_agree_per_sample(comparison)
     assert torch.equal(comparison.ours_correct, comparison.theirs_correct)
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_pgd_l2_differs_from_foolbox_only_where_the_gradient_is_tiny(name: str) -> None:
-    """torchattacks' PGDL2 steps by ``alpha * g / (|g| + 1e-10)`` with ``g`` the gradient of the batch-mean
-    loss, which shrinks with the batch size. A confidently classified sample can have a ``|g|`` near 1e-10
-    (down to 2e-11 on mlp here, whose first step is then 18% of ``alpha``; 21 of the 200 mlp samples and
-    1 lenet sample start with steps over 1% short), so its trajectory drifts from foolbox's, which steps
-    by exactly ``alpha``. Every sample whose gradient is large enough for the guard to be negligible
-    (``|g| >= 1e-5``: steps shorter by at most 1e-5 relative) must still agree."""
-    target = zoo_model(name)
+def test_pgd_l2_examples_do_not_depend_on_the_batch() -> None:
+    """Without the fix a sample's step length depended on the batch-mean loss, so on the batch size."""
+    from pytest_advprune.attacks import AttackGenerator
+
+    target = zoo_model("mlp")
     images, labels = digits()
-    comparison = compare(PGD_L2, pgd_l2_reference(), 0.5, name)
-    pixels = images.clone().requires_grad_(True)
-    loss = nn.functional.cross_entropy(forward_in_pixel_space(target.model, pixels, target.normalization), labels)
-    (gradient,) = torch.autograd.grad(loss, pixels)
-    large = gradient.flatten(1).norm(dim=1) >= 1e-5
-    # Measured (200 samples, one batch): lenet 182/200 identical (largest difference 4.2e-3), and all 117
-    # samples with a large gradient identical to 1.5e-6; mlp 138/200 identical (largest difference
-    # 2.3e-2), all 60 with a large gradient identical to 5.1e-7. Same verdict on every sample for both.
-    assert large.float().mean().item() >= 0.25
-    assert comparison.identical[large].all(), comparison.difference[large].max().item()
-    assert comparison.difference.max().item() <= 0.1
-    assert torch.equal(comparison.ours_correct, comparison.theirs_correct)
+    spec = parse_attack(PGD_L2)
+    whole = AttackGenerator.for_spec(spec, target.normalization, 0, batch_size=256)(target.model, images, labels)
+    split = AttackGenerator.for_spec(spec, target.normalization, 0, batch_size=7)(target.model, images, labels)
+    # Measured: 3.2e-5 (float rounding of the batch-mean loss); with torchattacks' own guard, 0.026.
+    assert (whole - split).abs().max().item() < 1e-3
 
 
 def test_l2_random_starts_follow_different_radius_laws() -> None:
