@@ -133,14 +133,14 @@ def test_pgd_linf_matches_foolbox(name: str, random_start: bool) -> None:
     (torchattacks ``uniform_``, foolbox ``rand * 2 eps - eps``), so even random starts agree per sample."""
     # Measured: every sample identical (largest difference 3e-8 / 6e-8 on lenet, 0 / 6e-8 on mlp) and the
     # same verdict on every sample.
-    text = f"pgd_linf:eps=0.1,alpha=0.02,steps=10,random_start={random_start}"
+    text = f"pgd_linf:eps=0.1,alpha=0.02,steps=10,random_start={random_start},restarts=1,early_stop=false"
     reference = fb.attacks.LinfPGD(abs_stepsize=0.02, steps=10, random_start=random_start)
     comparison = compare(text, reference, 0.1, name)
     assert_agree_per_sample(comparison)
     assert torch.equal(comparison.ours_correct, comparison.theirs_correct)
 
 
-PGD_L2 = "pgd_l2:eps=0.5,alpha=0.1,steps=10,random_start=False"
+PGD_L2 = "pgd_l2:eps=0.5,alpha=0.1,steps=10,random_start=False,early_stop=false"
 
 
 def pgd_l2_reference() -> fb.attacks.L2PGD:
@@ -181,7 +181,7 @@ def test_l2_random_starts_follow_different_radius_laws() -> None:
     images = torch.full((n, 1, 8, 8), 0.5)  # mid-grey: no start leaves [0, 1], so none is clipped
     labels = torch.arange(n) % 10
     # A step of size 0 leaves only the random start.
-    ours = AttackGenerator.for_spec(parse_attack(f"pgd_l2:eps={eps},alpha=0,steps=1"), None, seed=SEED)(
+    ours = AttackGenerator.for_spec(parse_attack(f"pgd_l2:eps={eps},alpha=0,steps=1,restarts=1,early_stop=false"), None, seed=SEED)(
         model, images, labels
     )
     torch.manual_seed(SEED)

@@ -201,7 +201,7 @@ def test_square_perturbs_within_the_ball(normalization: Normalization | None) ->
     ("text", "norm", "eps"),
     [
         ("fgsm:0.1", "Linf", 0.1),
-        ("pgd_linf:eps=0.1,steps=5", "Linf", 0.1),
+        ("pgd_linf:eps=0.1,alpha=0.02,steps=5", "Linf", 0.1),
         ("pgd_l2:eps=1.0,alpha=0.3,steps=5", "L2", 1.0),
         ("mifgsm:eps=0.1,steps=5", "Linf", 0.1),
     ],
@@ -281,12 +281,12 @@ def test_crafting_no_images_returns_an_empty_tensor() -> None:
 
 
 @pytest.mark.parametrize("normalization", NORMALIZATIONS)
-@pytest.mark.parametrize("text", ["cw_l2:c=1.0,steps=3", "deepfool:steps=3"])
-def test_unbounded_attacks_run_and_keep_the_shape(text: str, normalization: Normalization | None) -> None:
-    model, _, _ = linear_teacher()  # DeepFool's per-class Jacobians are slow on a conv net
+@pytest.mark.parametrize("text", ["cw_l2:steps=3,search_steps=2", "deepfool:steps=3"])
+def test_minimal_attacks_run_and_keep_the_shape(text: str, normalization: Normalization | None) -> None:
+    model, _, _ = linear_teacher()
     images, labels = images_and_own_labels(model, normalization, n=6)
     adv = run_attack(text, model, images, labels, normalization)
-    assert parse_attack(text).entry.norm is None
+    assert parse_attack(text).entry.minimal
     assert_in_threat_model(adv, images, None, None)
 
 
@@ -414,7 +414,7 @@ def test_plain_callable_attack_on_a_normalized_model_sees_pixel_space() -> None:
     assert torch.allclose(adversarial, expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("text", ["fgsm:0.1", "pgd_linf:eps=0.1,steps=2"])
+@pytest.mark.parametrize("text", ["fgsm:0.1", "mifgsm:eps=0.1,steps=2"])
 def test_a_plain_callable_on_a_normalized_model_leaves_it_in_eval_mode(text: str) -> None:
     """A torchattacks attack built on the PixelSpace wrapper "restores" the wrapper's mode afterwards;
     a wrapper that started in training mode used to put the wrapped BatchNorm model into training mode."""
@@ -445,14 +445,14 @@ def test_a_plain_callable_on_a_normalized_model_leaves_it_in_eval_mode(text: str
 
 def test_deepfool_examples_stay_adversarial_when_evaluated_again() -> None:
     """torchattacks' DeepFool stops on the decision boundary, where re-evaluating flipped about half of
-    the zoo MLP's examples back; with the total perturbation scaled by (1 + overshoot) none does."""
+    the zoo MLP's examples back; with the overshoot applied to the total perturbation none does."""
     from pytest_advprune import zoo
     from pytest_advprune.data import load_digits
 
     model, data = zoo.load("mlp"), load_digits()
     images, labels = data.eval_images[:24], data.eval_labels[:24]
     entry = ATTACKS.get("deepfool")
-    params = {"overshoot": 0.02, "steps": 50}
+    params = dict(parse_attack("deepfool").kwargs)
     adversarial = craft(build_attack(entry, params, model, None, 0), entry, params, images, labels, None, 0)
     with torch.no_grad():
         still_right = (model(adversarial).argmax(1) == labels).float().mean().item()
@@ -501,3 +501,56 @@ def test_restarts_run_on_survivors_only_and_keep_the_worst_case_per_sample() -> 
     robust = MeanClassifier()(adversarial).argmax(1) == labels
     assert set(robust.nonzero().squeeze(1).tolist()) == survivors
     assert 0 < len(survivors) < 40 * 0.5
+
+
+def test_restarts_without_a_random_start_run_once() -> None:
+    """A deterministic attack would repeat the same run on every restart: it runs once."""
+    from pytest_advprune.attacks import AttackGenerator
+
+    model = tiny_conv_net()
+    images, labels = images_and_own_labels(model, None)
+    spec = parse_attack("pgd_linf:eps=0.001,steps=2,random_start=false,restarts=5")
+    once = parse_attack("pgd_linf:eps=0.001,steps=2,random_start=false,restarts=1")
+    calls: list[int] = []
+    entry = dataclasses.replace(spec.entry, factory=lambda m, **p: counted(spec.entry.factory(m, **p), calls))
+    adversarial = AttackGenerator(entry, spec.kwargs, None, 0)(model, images, labels)
+    assert (model(adversarial).argmax(1) == labels).any()  # survivors a restart would have run on
+    assert len(calls) == 1
+    assert torch.equal(
+        AttackGenerator.for_spec(spec, None, 0)(model, images, labels),
+        AttackGenerator.for_spec(once, None, 0)(model, images, labels),
+    )
+
+
+def counted(attack: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], calls: list[int]) -> Any:
+    def run(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        calls.append(len(images))
+        return attack(images, labels)
+
+    return run
+
+
+@pytest.mark.parametrize("text", ["pgd_linf:eps=0.05,alpha=0.01,steps=10", "pgd_l2:eps=0.3,alpha=0.05,steps=10"])
+def test_early_stopping_keeps_the_first_fooling_iterate_and_leaves_the_others_alone(text: str) -> None:
+    """With early stopping, a sample fooled at some iterate keeps that iterate (inside the threat model
+    and misclassified); every sample the full run does not fool follows the same trajectory as without
+    early stopping; and no sample the full run fools escapes (each step depends on its own gradient)."""
+    from pytest_advprune import zoo
+    from pytest_advprune.attacks import AttackGenerator
+    from pytest_advprune.data import load_digits
+
+    model, data = zoo.load("mlp").eval(), load_digits()
+    images, labels = data.eval_images[:120], data.eval_labels[:120]
+    spec = parse_attack(text + ",restarts=1")
+    full = parse_attack(text + ",restarts=1,early_stop=false")
+    stopped = AttackGenerator.for_spec(spec, None, 0)(model, images, labels)
+    complete = AttackGenerator.for_spec(full, None, 0)(model, images, labels)
+    with torch.no_grad():
+        stopped_right = model(stopped).argmax(1) == labels
+        complete_right = model(complete).argmax(1) == labels
+    assert_in_threat_model(stopped, images, spec.entry.norm, float(spec.kwargs["eps"]))
+    assert not (stopped_right & ~complete_right).any()  # fooled by the full run -> fooled here too
+    same = (stopped - complete).flatten(1).abs().amax(1) < 1e-6
+    assert same[stopped_right].all()  # survivors: identical trajectories
+    assert (~same).any()  # some samples were frozen early...
+    assert not stopped_right[~same].any()  # ...each at an iterate that fools the model

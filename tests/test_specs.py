@@ -35,7 +35,20 @@ from pytest_advprune.specs import (
     parse_pruning,
 )
 
-BUILTIN_ATTACKS = ["autoattack", "cw_l2", "deepfool", "fgsm", "mifgsm", "pgd_l2", "pgd_linf", "square"]
+BUILTIN_ATTACKS = [
+    "apgd_ce",
+    "apgd_ce_l2",
+    "apgd_dlr",
+    "apgd_dlr_l2",
+    "autoattack",
+    "cw_l2",
+    "deepfool",
+    "fgsm",
+    "mifgsm",
+    "pgd_l2",
+    "pgd_linf",
+    "square",
+]
 BUILTIN_PRUNINGS = ["channel", "l1_filter", "l1_unstructured", "random_unstructured"]
 
 
@@ -73,8 +86,9 @@ def test_pruning_ids(text: str, expected: str) -> None:
         ("fgsm:1", "fgsm_1.0"),
         ("fgsm:0.03", "fgsm_0.03"),
         ("pgd_l2:eps=0.5", "pgd_l2_0.5"),
-        ("cw_l2", "cw_l2_1.0"),
-        ("deepfool", "deepfool_0.02"),
+        ("cw_l2", "cw_l2_0.5"),
+        ("deepfool", "deepfool_0.5"),
+        ("deepfool:overshoot=0.05", "deepfool_0.5_overshoot0.05"),
         ("square:n_queries=5", "square_0.1_n_queries5"),
     ],
 )
@@ -108,27 +122,31 @@ def test_format_value_is_faithful_for_floats(value: float) -> None:
 
 def test_attack_defaults() -> None:
     spec = parse_attack("pgd_linf")
-    assert spec.kwargs == {"eps": 0.1, "alpha": 0.02, "steps": 10, "random_start": True, "restarts": 1}
+    assert spec.kwargs == {"eps": 0.1, "alpha": 0.0125, "steps": 20, "random_start": True, "restarts": 10, "early_stop": True}
     assert spec.explicit == ()
     assert [key for key, _ in spec.params] == sorted(spec.kwargs)
     assert parse_attack("fgsm").kwargs == {"eps": 0.1}
-    assert set(parse_attack("pgd_l2").kwargs) == {"eps", "alpha", "steps", "random_start", "restarts"}
-    assert set(parse_attack("cw_l2").kwargs) == {"c", "kappa", "steps", "lr"}
+    assert set(parse_attack("pgd_l2").kwargs) == {"eps", "alpha", "steps", "random_start", "restarts", "early_stop"}
+    assert set(parse_attack("cw_l2").kwargs) == {"eps", "steps", "search_steps", "initial_c", "kappa", "lr"}
     assert set(parse_attack("square").kwargs) == {"eps", "n_queries", "p_init"}
     for name in BUILTIN_ATTACKS:
         assert parse_attack(name).kwargs == dict(ATTACKS.get(name).defaults)
     # An explicit value replaces only its own default.
     spec = parse_attack("pgd_linf:steps=3")
-    assert spec.kwargs == {"eps": 0.1, "alpha": 0.02, "steps": 3, "random_start": True, "restarts": 1}
+    assert spec.kwargs == {"eps": 0.1, "alpha": 0.0125, "steps": 3, "random_start": True, "restarts": 10, "early_stop": True}
     assert spec.explicit == ("steps",)
 
 
 def test_attack_entries_declare_norms() -> None:
     norms = {name: ATTACKS.get(name).norm for name in BUILTIN_ATTACKS}
     assert norms == {
+        "apgd_ce": "Linf",
+        "apgd_ce_l2": "L2",
+        "apgd_dlr": "Linf",
+        "apgd_dlr_l2": "L2",
         "autoattack": "Linf",
-        "cw_l2": None,
-        "deepfool": None,
+        "cw_l2": "L2",
+        "deepfool": "L2",
         "fgsm": "Linf",
         "mifgsm": "Linf",
         "pgd_l2": "L2",
@@ -136,6 +154,7 @@ def test_attack_entries_declare_norms() -> None:
         "square": "Linf",
     }
     assert [name for name in BUILTIN_ATTACKS if ATTACKS.get(name).slow] == ["autoattack"]
+    assert [name for name in BUILTIN_ATTACKS if ATTACKS.get(name).minimal] == ["cw_l2", "deepfool"]
 
 
 def test_pruning_defaults() -> None:
@@ -159,7 +178,7 @@ def test_specs_are_hashable_values() -> None:
 
 def test_attack_spec_with_several_explicit_parameters() -> None:
     spec = parse_attack("pgd_linf:eps=0.05,steps=20,random_start=false")
-    assert spec.kwargs == {"eps": 0.05, "alpha": 0.02, "steps": 20, "random_start": False, "restarts": 1}
+    assert spec.kwargs == {"eps": 0.05, "alpha": 0.0125, "steps": 20, "random_start": False, "restarts": 10, "early_stop": True}
     assert spec.id == "pgd_linf_0.05_random_startFalse_steps20"
     assert isinstance(spec, AttackSpec)
 
@@ -247,8 +266,9 @@ def test_amounts_outside_unit_interval_are_rejected(amount: float) -> None:
         ("fgsm:-0.1", "eps=-0.1 is negative"),
         ("pgd_linf:eps=-0.01", "eps=-0.01 is negative"),
         ("pgd_linf:alpha=-1", "alpha=-1.0 is negative"),
-        ("cw_l2:c=-1", "c=-1.0 is negative"),
+        ("cw_l2:initial_c=-1", "initial_c=-1.0 is negative"),
         ("pgd_linf:steps=0", "steps=0 must be a positive integer"),
+        ("pgd_linf:restarts=0", "restarts=0 must be a positive integer"),
         ("square:n_queries=-5", "n_queries=-5 must be a positive integer"),
         ("pgd_linf:steps=2.5", "steps='2.5' is not a valid int"),
         ("pgd_linf:eps=abc", "eps='abc' is not a valid float"),
@@ -269,7 +289,7 @@ def test_unknown_parameter_lists_accepted_ones() -> None:
         parse_attack("pgd_linf:eps=0.1,stepz=3")
     message = str(info.value)
     assert "unknown parameter 'stepz'" in message
-    assert "Accepted: alpha, eps, random_start, restarts, steps." in message
+    assert "Accepted: alpha, early_stop, eps, random_start, restarts, steps." in message
 
 
 def test_bare_value_needs_a_primary_parameter() -> None:

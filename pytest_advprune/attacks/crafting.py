@@ -48,6 +48,8 @@ class AttackGenerator:
     def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         params = dict(self.params)
         restarts = int(params.pop("restarts", 1))
+        if params.get("random_start") is False:
+            restarts = 1  # every start would be the same deterministic run
         attack = build_attack(self.entry, params, model, self.normalization, self.seed)
         adversarial = craft(attack, self.entry, params, images, labels, self.normalization, self.seed, self.batch_size)
         for restart in range(1, restarts):
