@@ -169,7 +169,13 @@ class RunReport:
         cell = report.nodeid.rpartition("[")[2].rstrip("]") or report.nodeid
         if cell not in self.verdicts:
             self.verdicts[cell] = "error"
-            self.records[cell] = {"status": "error", "nodeid": report.nodeid, "metrics": {}, "comparisons": []}
+            self.records[cell] = {
+                "status": "error",
+                "nodeid": report.nodeid,
+                "metrics": {},
+                "comparisons": [],
+                "flags": [],
+            }
 
     def _write(self, value: dict[str, Any], baseline: dict[str, Any]) -> str:
         if self.settings.ci_mode or not self.settings.update_baselines:  # never, whatever a worker sent
