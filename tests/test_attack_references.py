@@ -181,9 +181,9 @@ def test_l2_random_starts_follow_different_radius_laws() -> None:
     images = torch.full((n, 1, 8, 8), 0.5)  # mid-grey: no start leaves [0, 1], so none is clipped
     labels = torch.arange(n) % 10
     # A step of size 0 leaves only the random start.
-    ours = AttackGenerator.for_spec(parse_attack(f"pgd_l2:eps={eps},alpha=0,steps=1,restarts=1,early_stop=false"), None, seed=SEED)(
-        model, images, labels
-    )
+    ours = AttackGenerator.for_spec(
+        parse_attack(f"pgd_l2:eps={eps},alpha=0,steps=1,restarts=1,early_stop=false"), None, seed=SEED
+    )(model, images, labels)
     torch.manual_seed(SEED)
     reference = fb.attacks.L2PGD(abs_stepsize=0.0, steps=1, random_start=True)
     _, theirs, _ = reference(PyTorchModel(model, bounds=(0, 1)), images, labels, epsilons=eps)

@@ -122,7 +122,14 @@ def test_format_value_is_faithful_for_floats(value: float) -> None:
 
 def test_attack_defaults() -> None:
     spec = parse_attack("pgd_linf")
-    assert spec.kwargs == {"eps": 0.1, "alpha": 0.0125, "steps": 20, "random_start": True, "restarts": 10, "early_stop": True}
+    assert spec.kwargs == {
+        "eps": 0.1,
+        "alpha": 0.0125,
+        "steps": 20,
+        "random_start": True,
+        "restarts": 10,
+        "early_stop": True,
+    }
     assert spec.explicit == ()
     assert [key for key, _ in spec.params] == sorted(spec.kwargs)
     assert parse_attack("fgsm").kwargs == {"eps": 0.1}
@@ -133,7 +140,14 @@ def test_attack_defaults() -> None:
         assert parse_attack(name).kwargs == dict(ATTACKS.get(name).defaults)
     # An explicit value replaces only its own default.
     spec = parse_attack("pgd_linf:steps=3")
-    assert spec.kwargs == {"eps": 0.1, "alpha": 0.0125, "steps": 3, "random_start": True, "restarts": 10, "early_stop": True}
+    assert spec.kwargs == {
+        "eps": 0.1,
+        "alpha": 0.0125,
+        "steps": 3,
+        "random_start": True,
+        "restarts": 10,
+        "early_stop": True,
+    }
     assert spec.explicit == ("steps",)
 
 
@@ -178,7 +192,14 @@ def test_specs_are_hashable_values() -> None:
 
 def test_attack_spec_with_several_explicit_parameters() -> None:
     spec = parse_attack("pgd_linf:eps=0.05,steps=20,random_start=false")
-    assert spec.kwargs == {"eps": 0.05, "alpha": 0.0125, "steps": 20, "random_start": False, "restarts": 10, "early_stop": True}
+    assert spec.kwargs == {
+        "eps": 0.05,
+        "alpha": 0.0125,
+        "steps": 20,
+        "random_start": False,
+        "restarts": 10,
+        "early_stop": True,
+    }
     assert spec.id == "pgd_linf_0.05_random_startFalse_steps20"
     assert isinstance(spec, AttackSpec)
 
