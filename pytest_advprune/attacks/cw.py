@@ -65,7 +65,7 @@ def carlini_wagner_l2(
     candidate; the smallest one is returned.
 
     The defaults trade the paper's budget (9 rounds of up to 10,000 steps at lr 0.01, from c = 0.001) for
-    400 forward-backward passes: on the digits zoo models their median L2 is within 4% of foolbox's run
+    400 forward-backward passes: on the digits zoo models their median L2 is within 2% of foolbox's run
     with the paper's search and 1,000 steps a round (``benchmarks/minimal_attacks.py``). The larger lr is
     what makes so few steps enough: the pixels at exactly 0 or 1 (most of a digit) start at |w| ~ 7, where
     tanh is flat, and Adam moves w by about lr a step, so at lr 0.01 they barely move within 100 steps.
