@@ -48,6 +48,8 @@ def configurations(attack: str) -> list[str]:
         suffix = "_l2" if name == "pgd_l2" else ""
         lines.append(f"apgd_ce{suffix}:eps={eps:g},steps=100,restarts=5")
         lines.append(f"apgd_dlr{suffix}:eps={eps:g},steps=100")
+        if not suffix:  # torchattacks' APGD-T is the L-inf one of AutoAttack
+            lines.append(f"apgd_t:eps={eps:g},steps=100")
     elif name == "mifgsm":
         for steps in (10, 20, 50, 100):
             lines.append(f"mifgsm:eps={eps:g},steps={steps},alpha={eps / steps:.6g}")

@@ -128,6 +128,15 @@ def apgd_dlr_l2(model: nn.Module, eps: float, steps: int, seed: int = 0) -> Atta
     return _apgd(model, "L2", eps, steps, "dlr", seed)
 
 
+@register_attack("apgd_t", primary="eps", norm="Linf", builtin=True, eps=0.1, steps=100, n_classes=10, restarts=1)
+def apgd_t(model: nn.Module, eps: float, steps: int, n_classes: int, seed: int = 0) -> AttackCallable:
+    """Targeted Auto-PGD on the DLR loss (AutoAttack's APGD-T), L-inf: each of the ``n_classes - 1`` most
+    likely wrong classes is targeted in turn; needs ``n_classes`` = the dataset's number of classes."""
+    import torchattacks
+
+    return torchattacks.APGDT(model, norm="Linf", eps=eps, steps=steps, n_restarts=1, seed=seed, n_classes=n_classes)  # type: ignore[no-any-return]
+
+
 @register_attack(
     "cw_l2",
     primary="eps",
