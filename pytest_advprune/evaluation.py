@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
 from pytest_advprune.registry import Normalization
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model`` in eval mode and give every submodule its own mode back afterwards.
+
+    Attacks and evaluations must not touch the model: in train mode, BatchNorm would fold the images into
+    its running statistics (a change to the state dict) and couple the samples of a batch, and dropout
+    would make outputs random. Modes are restored module by module, since a model may mix them (a frozen
+    BatchNorm inside a model being fine-tuned); ``model.train(was_training)`` would flatten them.
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def _statistics(images: torch.Tensor, normalization: Normalization) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,14 +79,10 @@ def correct_predictions(
     batch_size: int = 512,
 ) -> torch.Tensor:
     """Boolean vector: sample ``i`` is classified correctly by ``model`` (in eval mode)."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         hits = [
             forward_in_pixel_space(model, images[i : i + batch_size], normalization).argmax(dim=1)
             == labels[i : i + batch_size]
             for i in range(0, len(images), batch_size)
         ]
-    finally:
-        model.train(was_training)
     return torch.cat(hits).cpu() if hits else torch.zeros(0, dtype=torch.bool)

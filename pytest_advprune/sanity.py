@@ -72,12 +72,10 @@ def zero_gradient_count(
     The model is evaluated in eval mode and left in the mode it was in; its parameters get no gradient."""
     import torch
 
-    from pytest_advprune.evaluation import forward_in_pixel_space
+    from pytest_advprune.evaluation import eval_mode, forward_in_pixel_space
 
-    was_training = model.training
-    model.eval()
     zero = 0
-    try:
+    with eval_mode(model):
         for start in range(0, len(images), batch_size):
             x = images[start : start + batch_size].clone().requires_grad_(True)
             y = labels[start : start + batch_size]
@@ -86,8 +84,6 @@ def zero_gradient_count(
             )
             (gradient,) = torch.autograd.grad(loss, x)
             zero += int((gradient.flatten(1).abs().amax(dim=1) == 0).sum())
-    finally:
-        model.train(was_training)
     return zero
 
 

@@ -342,7 +342,7 @@ class AdvPruneSession:
         if key not in self._model_checks:
             import torch
 
-            from pytest_advprune.evaluation import forward_in_pixel_space
+            from pytest_advprune.evaluation import eval_mode, forward_in_pixel_space
             from pytest_advprune.sanity import looks_like_probabilities, zero_gradient_count
 
             base = self.base_model(model)
@@ -351,11 +351,8 @@ class AdvPruneSession:
             normalization = base.entry.normalization
             with self.threads():
                 zero = zero_gradient_count(module, data.images, data.labels, normalization, self.settings.batch_size)
-                was_training = module.training
-                module.eval()
-                with torch.no_grad():
+                with eval_mode(module), torch.no_grad():
                     logits = forward_in_pixel_space(module, data.images[: self.settings.batch_size], normalization)
-                module.train(was_training)
             self._model_checks[key] = (zero, looks_like_probabilities(logits))
         return self._model_checks[key]
 

@@ -23,10 +23,10 @@ from torch import nn
 
 from pytest_advprune import zoo
 from pytest_advprune.attacks.cw import carlini_wagner_l2
-from pytest_advprune.attacks.deepfool import deepfool_l2, eval_mode
+from pytest_advprune.attacks.deepfool import deepfool_l2
 from pytest_advprune.builtins import load_builtins
 from pytest_advprune.data import load_digits
-from pytest_advprune.evaluation import PixelSpace
+from pytest_advprune.evaluation import PixelSpace, eval_mode
 
 with warnings.catch_warnings():
     # foolbox 3.3.4 imports gaussian_filter from scipy.ndimage.filters, deprecated since SciPy 1.8.

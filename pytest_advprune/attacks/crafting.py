@@ -46,8 +46,8 @@ class AttackGenerator:
         return cls(spec.entry, spec.kwargs, normalization, seed, batch_size)
 
     def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        params = dict(self.params)
-        restarts = int(params.pop("restarts", 1))
+        params = self.params  # build_attack keeps "restarts" from the factory: it is handled here
+        restarts = int(params.get("restarts", 1))
         if params.get("random_start") is False:
             restarts = 1  # every start would be the same deterministic run
         attack = build_attack(self.entry, params, model, self.normalization, self.seed)

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from pytest_advprune.attacks.deepfool import eval_mode
+from pytest_advprune.evaluation import eval_mode
 
 __all__ = ["carlini_wagner_l2"]
 

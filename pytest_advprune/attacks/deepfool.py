@@ -8,37 +8,18 @@ the whole batch moves at once and the overshoot scales the *total* perturbation,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
-__all__ = ["deepfool_l2", "eval_mode"]
+from pytest_advprune.evaluation import eval_mode
+
+__all__ = ["deepfool_l2"]
 
 # Added to every linearised distance (as foolbox does) so that each step lands a little past the linearised
 # boundary rather than on it: a sample whose model is exactly linear near it is then fooled in one step.
 STEP_SLACK = 1e-4
 # Keeps the divisions by gradient norms finite where a gradient vanishes (a dead ReLU region).
 NORM_FLOOR = 1e-8
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Run ``model`` in eval mode and give every submodule its own mode back afterwards.
-
-    Attacks must not touch the model: in train mode, BatchNorm would fold the adversarial images into its
-    running statistics (a change to the state dict) and couple the samples of a batch, and dropout would
-    make the gradients random. Modes are restored module by module, since a model may mix them (a frozen
-    BatchNorm inside a model being fine-tuned).
-    """
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 def _flat_norms(tensor: torch.Tensor, keep: int) -> torch.Tensor:

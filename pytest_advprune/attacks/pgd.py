@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pytest_advprune.evaluation import eval_mode
+
 DIVISION_GUARD = 1e-30
 
 
@@ -70,9 +72,7 @@ def pgd(
     """Adversarial versions of ``images`` (NCHW in [0, 1]) for ``model`` (which takes [0, 1] images and
     returns logits), in the ``norm`` ("Linf" or "L2") ball of radius ``eps``. The model is run in eval
     mode and left in the mode it was in; its parameters get no gradient."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         adversarial = start_point(images, norm, eps) if random_start else images.clone()
         standing = torch.ones(len(images), dtype=torch.bool, device=images.device)
         for _ in range(steps):
@@ -81,14 +81,13 @@ def pgd(
                 break
             x = adversarial[index].clone().requires_grad_(True)
             logits = model(x)
-            if early_stop:
-                fooled = logits.argmax(dim=1) != labels[index]
-                standing[index[fooled]] = False  # this iterate already fools the model: it is the example
+            fooled = logits.argmax(dim=1) != labels[index]
+            if not early_stop:
+                fooled.zero_()  # every sample takes every step; the last iterate is its example
+            standing[index[fooled]] = False  # this iterate already fools the model: it is the example
             loss = nn.functional.cross_entropy(logits, labels[index], reduction="sum")
             (gradient,) = torch.autograd.grad(loss, x)
-            moving = ~fooled if early_stop else torch.ones_like(index, dtype=torch.bool)
+            moving = ~fooled
             stepped = _step(x.detach()[moving], gradient[moving], images[index[moving]], norm, eps, alpha)
             adversarial[index[moving]] = stepped
         return adversarial.detach()
-    finally:
-        model.train(was_training)
