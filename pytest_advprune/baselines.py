@@ -27,8 +27,8 @@ BENCHMARKS_DIR = "benchmarks"  # pytest-benchmark's saved runs live beside the b
 REQUIRED_KEYS = ("schema_version", "cell", "provenance", "metrics", "outcomes")
 # Provenance fields that define *what* was measured: when one differs, the baseline is stale rather
 # than the model regressed. Device and versions only move numbers slightly, within tolerance. The CPU
-# thread count changes the order of float reductions, and fine-tuning amplifies that (one cell moved by
-# 3.3 points between 1 and 2 threads): it defines the numbers as much as the seed does.
+# thread count changes the order of float reductions, which fine-tuning and attacks amplify: it defines
+# the numbers as much as the seed does.
 IDENTITY_FIELDS = ("dataset", "model", "pruning", "attack", "samples", "seed", "threads")
 
 

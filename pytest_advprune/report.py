@@ -254,7 +254,14 @@ class RunReport:
                 f"sanity flags on {_count(len(flagged), 'cell')} (signs of gradient masking or a broken attack; "
                 "see the README's Sanity flags):"
             )
-            lines += [f"  {cell}: {flag}" for cell, flags in flagged.items() for flag in flags]
+            # A model's own flag (softmax outputs, zero gradients) repeats in every cell of it: print it once.
+            cells_of: dict[str, list[str]] = {}
+            for cell, flags in flagged.items():
+                for flag in flags:
+                    cells_of.setdefault(flag, []).append(cell)
+            for flag, cells in cells_of.items():
+                where = cells[0] if len(cells) == 1 else f"{len(cells)} cells ({', '.join(cells)})"
+                lines.append(f"  {where}: {flag}")
         lines += [f"could not write baseline {error}" for error in self.write_errors]
         lines += [f"error: {error}" for error in self.finish_errors]
         if self.unmeasured_timings:

@@ -122,21 +122,23 @@ def test_a_softmax_model_is_flagged_in_the_summary_and_fails_when_asked(
     tiny_project.makeconftest((tiny_project.path / "conftest.py").read_text() + SOFTMAX_MODEL)
     tiny_project.makeini(
         "[pytest]\nadvprune_models = tiny-softmax\nadvprune_prunings = l1_unstructured:0.5\n"
-        "advprune_attacks = fgsm:0.1\nadvprune_finetune_epochs = 1\nadvprune_max_clean_drop = 100\n"
+        "advprune_attacks =\n    fgsm:0.1\n    fgsm:0.2\nadvprune_finetune_epochs = 1\nadvprune_max_clean_drop = 100\n"
         f"advprune_sanity = {mode}\n"
     )
     result = tiny_project.runpytest("--update-baselines")
+    # The model's own flag is printed once, with the cells it concerns.
     result.stdout.fnmatch_lines(
         [
-            "sanity flags on 1 cell *",
-            "  tiny-softmax-l1_unstructured_0.5-fgsm_0.1: probability_outputs: base model (the model returns "
-            "probabilities, not logits*",
+            "sanity flags on 2 cells *",
+            "  2 cells (tiny-softmax-l1_unstructured_0.5-fgsm_0.1, tiny-softmax-l1_unstructured_0.5-fgsm_0.2): "
+            "probability_outputs: base model (the model returns probabilities, not logits*",
         ]
     )
     if mode == "warn":
-        result.assert_outcomes(passed=1)
+        assert result.stdout.str().count("probability_outputs: base model") == 1
+        result.assert_outcomes(passed=2)
     else:
-        result.assert_outcomes(failed=1)
+        result.assert_outcomes(failed=2)
         result.stdout.fnmatch_lines(["*raised sanity flags (advprune_sanity = fail)*"])
 
 
