@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pytest_advprune.invariants import DEFAULT_INVARIANTS, InvariantError, Invariants, parse_invariants
+from pytest_advprune.scheduling import Shard, ShardError, parse_shard
 
 DEFAULT_TOLERANCE = 2.0  # accuracy points; about 9 of 450 digits samples
 DEVICE_CHOICES = "cpu, cuda, cuda:N, mps or auto"
@@ -51,6 +52,9 @@ class Settings:
     retrain_metric_tolerances: dict[str, float] = field(default_factory=dict)
     sanity: str = "warn"  # sanity flags: warn (list them), fail (fail the cells and the run) or off
     perturbation_tolerance: float = 10.0  # % relative change of a minimal attack's perturbation norms
+    shard: Shard | None = None  # this CI job's part of the matrix (scheduling.py)
+    cache_dir: Path | None = None  # the on-disk cache (cache/); None: no cache
+    cache_reads: bool = True  # False in CI mode unless asked: entries are written but never read
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -125,6 +129,32 @@ def add_options(parser: pytest.Parser) -> None:
         help="When a worse metric fails its cell: beyond tolerance, significant (McNemar), or both. Default: 'both'",
     )
     group.addoption(
+        "--advprune-shard",
+        default=None,
+        metavar="K/N",
+        help="Run the K-th of N parts of the matrix (one CI job each); a model's cells stay in one part. Default: all",
+    )
+    group.addoption(
+        "--advprune-cache-dir",
+        default=None,
+        metavar="PATH",
+        help="Folder of the cache of pruned models and crafted examples, relative to the rootdir. Default: ini "
+        "advprune_cache_dir, or 'advprune' in pytest's cache directory",
+    )
+    group.addoption(
+        "--advprune-no-cache",
+        action="store_true",
+        default=False,
+        help="Compute everything, and neither read nor write the cache. Default: %(default)r",
+    )
+    group.addoption(
+        "--advprune-ci-cache",
+        action="store_true",
+        default=False,
+        help="In CI mode, also read cache entries that earlier runs wrote (a CI cache restored from an earlier "
+        "job). Default: CI mode only writes them",
+    )
+    group.addoption(
         "--advprune-seed", default=None, help="Base seed of every cell's seed. Default: ini advprune_seed or 0"
     )
 
@@ -136,6 +166,12 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("advprune_attacks", "Attack specs of the matrix, e.g. pgd_linf:eps=0.1,steps=20", type="linelist")
     parser.addini("advprune_samples", "Number of evaluation samples per cell (empty: all)", default="")
     parser.addini("advprune_seed", "Base seed", default="0")
+    parser.addini(
+        "advprune_cache_dir", "Folder of the cache of pruned models and crafted examples, relative to the rootdir"
+    )
+    parser.addini(
+        "advprune_ci_cache", "In CI mode, also read cache entries written by earlier runs (true/false)", default=""
+    )
     parser.addini(
         "advprune_ci", "CI mode: refuse every baseline write, fail on a missing baseline (true/false)", default=""
     )
@@ -340,6 +376,8 @@ def active_filters(config: pytest.Config) -> list[str]:
         filters.append("--deselect")
     if config.getoption("lf", False) or config.getoption("failedfirst", False):
         filters.append("--lf/--ff")
+    if config.getoption("advprune_shard", None):
+        filters.append(f"--advprune-shard={config.getoption('advprune_shard')}")
     for axis in ("models", "prunings", "attacks"):
         if config.getoption(f"advprune_{axis}"):
             filters.append(f"--advprune-{axis}")
@@ -350,6 +388,21 @@ def active_filters(config: pytest.Config) -> list[str]:
         if key in ("advprune_models", "advprune_prunings", "advprune_attacks", "advprune_baselines_dir"):
             filters.append(f"-o {key}")
     return filters
+
+
+def cache_directory(config: pytest.Config) -> Path | None:
+    """The cache's folder: --advprune-cache-dir, ini advprune_cache_dir (relative to the rootdir), or
+    ``advprune`` in pytest's cache directory; None with --advprune-no-cache, or when pytest's cache is
+    off (``-p no:cacheprovider``) and no folder was given."""
+    if config.getoption("advprune_no_cache"):
+        return None
+    given = config.getoption("advprune_cache_dir") or str(config.getini("advprune_cache_dir") or "").strip()
+    if given:
+        return (config.rootpath / given).resolve()
+    pytest_cache = getattr(config, "cache", None)
+    if pytest_cache is None:
+        return None
+    return Path(pytest_cache.mkdir("advprune"))
 
 
 def read_settings(config: pytest.Config) -> Settings:
@@ -415,7 +468,18 @@ def read_settings(config: pytest.Config) -> Settings:
         )
     except InvariantError as error:
         raise pytest.UsageError(str(error)) from None
+    trust_cache = parse_yes_no(ini("advprune_ci_cache"), "advprune_ci_cache") or bool(
+        config.getoption("advprune_ci_cache")
+    )
+    shard_text = option("advprune_shard")
+    try:
+        shard = parse_shard(shard_text) if shard_text else None
+    except ShardError as error:
+        raise pytest.UsageError(str(error)) from None
     return Settings(
+        shard=shard,
+        cache_dir=cache_directory(config),
+        cache_reads=not ci_mode or trust_cache,
         report_path=check_report_path(report) if report else None,
         invariants=invariants,
         accept_regressions=parse_accept_patterns(option("advprune_accept_regressions"), update),

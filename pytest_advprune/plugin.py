@@ -37,6 +37,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     options.add_options(parser)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config) -> Generator[None, object, object]:
+    # Before xdist's own hook turns "-n N" without --dist into --dist load.
+    from pytest_advprune.scheduling import distribution_for
+
+    if hasattr(config.option, "dist"):
+        config.option.dist = distribution_for(getattr(config.option, "numprocesses", None), config.option.dist)
+    return (yield)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """(xdist controller) Under --dist loadgroup, also keep each model's cells and timings on one worker."""
+    from pytest_advprune.scheduling import LOADGROUP, model_group_scheduler
+
+    if config.getvalue("dist") != LOADGROUP:
+        return None
+    from pytest_advprune.builtins import load_builtins
+
+    load_builtins()
+    return model_group_scheduler(config, log, sorted(MODELS.snapshot()))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     # Before any conftest.py registers anything: unconfigure forgets what this run registered.
@@ -103,21 +126,49 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Apply the --advprune-models/prunings/attacks filters as deselection, so pytest reports them."""
+    """Apply the --advprune-models/prunings/attacks filters and --advprune-shard as deselection, so pytest
+    reports them."""
     from pytest_advprune.matrix import is_selected
+    from pytest_advprune.scheduling import assign_models, shard_of_other_test
 
     settings = config.stash[SESSION_KEY].settings
     selected: list[pytest.Item] = []
     deselected: list[pytest.Item] = []
+    model_of: dict[pytest.Item, str] = {}
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        spec = None
-        if callspec is not None:
-            spec = callspec.params.get("advprune_cell") or callspec.params.get("advprune_variant")
+        spec = _spec_of(item)
+        if spec is not None:
+            model_of[item] = spec.model
         (selected if spec is None or is_selected(spec, settings) else deselected).append(item)
+    if settings.shard is not None:
+        shard = settings.shard
+        weights: dict[str, int] = {}
+        for item in selected:
+            if item in model_of:
+                weights[model_of[item]] = weights.get(model_of[item], 0) + 1
+        shard_of_model = assign_models(weights, shard.count)
+        in_shard = [
+            item
+            for item in selected
+            if (shard_of_model[model_of[item]] if item in model_of else shard_of_other_test(item.nodeid, shard.count))
+            == shard.index
+        ]
+        kept = set(in_shard)
+        deselected += [item for item in selected if item not in kept]
+        selected = in_shard
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected
+
+
+def _spec_of(item: pytest.Item) -> CellSpec | VariantSpec | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    spec: CellSpec | VariantSpec | None = callspec.params.get("advprune_cell") or callspec.params.get(
+        "advprune_variant"
+    )
+    return spec
 
 
 @pytest.hookimpl(wrapper=True)
@@ -151,7 +202,9 @@ def runnable_nodeid(nodeid: str, config: pytest.Config) -> str:
     messages work when pasted into the same shell."""
     import os
 
-    path, separator, rest = nodeid.partition("::")
+    from pytest_advprune.scheduling import strip_group
+
+    path, separator, rest = strip_group(nodeid).partition("::")
     try:
         path = os.path.relpath(config.rootpath / path, config.invocation_params.dir)
     except ValueError:  # another drive (Windows): an absolute path works from anywhere
