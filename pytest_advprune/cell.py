@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_advprune.attacks import AttackGenerator
 from pytest_advprune.attacks.crafting import perturbation_norms
 from pytest_advprune.evaluation import correct_predictions
 from pytest_advprune.metrics import OUTCOME_NAMES, MetricValue, SizeFigures, compute_metrics, perturbation_metrics
 from pytest_advprune.sanity import Flag, cell_flags
-from pytest_advprune.specs import CellSpec, derive_seed
+from pytest_advprune.specs import CellSpec
 
 if TYPE_CHECKING:
     import torch
@@ -34,30 +33,30 @@ class CellResult:
 def evaluate_cell(
     cell: CellSpec,
     *,
-    base: nn.Module,
     pruned: nn.Module,
     base_size: SizeFigures,
     pruned_size: SizeFigures,
     images: torch.Tensor,
     labels: torch.Tensor,
     base_adversarials: torch.Tensor,
+    pruned_adversarials: torch.Tensor,
+    base_clean_correct: torch.Tensor,
+    base_adversarial_correct: torch.Tensor,
     normalization: Normalization | None,
-    seed: int,
     batch_size: int,
     provenance: dict[str, Any],
     model_checks: dict[str, tuple[int, bool]] | None = None,
     alpha: float = 0.05,
 ) -> CellResult:
-    """Measure one cell. ``base_adversarials`` were crafted on ``base`` (shared by every pruning of that
-    base); the white-box examples of the pruned model are crafted here, on ``pruned``.
+    """Measure one cell. ``base_adversarials`` were crafted on the base model (shared by every pruning of
+    that base, as are ``base_clean_correct`` and ``base_adversarial_correct``, the base model's hits on clean
+    images and on them); ``pruned_adversarials`` were crafted on ``pruned`` (its white-box examples).
 
     For a minimal attack, an example whose perturbation exceeds the attack's ``eps`` counts as robust
     (robust accuracy is read at that budget), and the norms of the successful examples are reported.
     ``model_checks`` maps "base" / "pruned" to (samples with a zero input gradient, outputs look like
     probabilities), for the sanity flags."""
     entry, params = cell.attack.entry, cell.attack.kwargs
-    whitebox = AttackGenerator.for_spec(cell.attack, normalization, derive_seed(seed, "whitebox", cell.id), batch_size)
-    pruned_adversarials = whitebox(pruned, images, labels)
     base_norms = perturbation_norms(base_adversarials, images, entry.norm).cpu()
     pruned_norms = perturbation_norms(pruned_adversarials, images, entry.norm).cpu()
     budget = params.get("eps") if entry.minimal else None
@@ -66,12 +65,12 @@ def evaluate_cell(
         return correct_predictions(model, inputs, labels, normalization, batch_size)
 
     raw = {
-        "base_adversarial": correct(base, base_adversarials),
+        "base_adversarial": base_adversarial_correct,
         "pruned_adversarial": correct(pruned, pruned_adversarials),
         "transfer_adversarial": correct(pruned, base_adversarials),
     }
     norms_of = {"base_adversarial": base_norms, "pruned_adversarial": pruned_norms, "transfer_adversarial": base_norms}
-    outcomes = {"base_clean": _bools(correct(base, images)), "pruned_clean": _bools(correct(pruned, images))}
+    outcomes = {"base_clean": _bools(base_clean_correct), "pruned_clean": _bools(correct(pruned, images))}
     for name, hits in raw.items():
         if isinstance(budget, (int, float)) and not isinstance(budget, bool):
             hits = hits | (norms_of[name] > float(budget))

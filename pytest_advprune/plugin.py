@@ -31,6 +31,8 @@ SNAPSHOT_KEY = pytest.StashKey[list[set[str]]]()
 CELL_MARKER = "advprune_cell"
 TIMING_MARKER = "advprune_timing"
 SLOW_MARKER = "advprune_slow"
+CACHE_COUNTS_KEY = "advprune_cache_counts"
+SHARD_MODELS_KEY = pytest.StashKey[dict[str, int]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,6 +60,23 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     load_builtins()
     return model_group_scheduler(config, log, sorted(MODELS.snapshot()))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """(xdist worker) Send what this worker did with the cache to the controller, for the summary."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    cache = session.config.stash[SESSION_KEY].cache
+    if workeroutput is not None and cache is not None:
+        workeroutput[CACHE_COUNTS_KEY] = cache.counts.as_dict()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """(xdist controller) Add a finished worker's cache counts to the run's summary."""
+    report = node.config.pluginmanager.get_plugin(REPORTER_NAME)
+    counts = getattr(node, "workeroutput", {}).get(CACHE_COUNTS_KEY)
+    if isinstance(report, RunReport) and isinstance(counts, dict):
+        report.worker_cache_counts.add(counts)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -147,6 +166,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if item in model_of:
                 weights[model_of[item]] = weights.get(model_of[item], 0) + 1
         shard_of_model = assign_models(weights, shard.count)
+        config.stash[SHARD_MODELS_KEY] = shard_of_model
         in_shard = [
             item
             for item in selected
@@ -159,6 +179,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
+    """With --advprune-shard, which models this shard runs, so a CI log shows the split."""
+    shard = config.stash[SESSION_KEY].settings.shard
+    shard_of_model = config.stash.get(SHARD_MODELS_KEY, None)
+    if shard is None or shard_of_model is None:
+        return []
+    mine = sorted(model for model, index in shard_of_model.items() if index == shard.index)
+    line = f"advprune shard {shard}: "
+    if not mine:
+        return [
+            line + f"no model ({len(shard_of_model)} models in {shard.count} shards): use at most "
+            f"{len(shard_of_model)} shards"
+        ]
+    return [line + f"models {', '.join(mine)} (of {len(shard_of_model)} in {shard.count} shards)"]
 
 
 def _spec_of(item: pytest.Item) -> CellSpec | VariantSpec | None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_advprune.baselines import BaselineStore, display_path
+from pytest_advprune.cache.store import CacheCounts
 from pytest_advprune.gate import WRITE, describe_worst
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class RunReport:
         self.latencies: dict[tuple[str, int, str], float] = {}  # (model, batch size, variant) -> median seconds
         self.unmeasured_timings = 0
         self.args: list[str] = []  # this run's arguments, for the commands the summary suggests
+        self.worker_cache_counts = CacheCounts()  # what xdist workers did with the cache
 
     # -- hooks -------------------------------------------------------------------------------------
 
@@ -223,6 +225,7 @@ class RunReport:
                 parts.append(f"{len(self.deleted)} deleted")
             lines.append(f"{_count(len(self.verdicts), 'cell')}: " + ", ".join(parts))
         lines += self.regression_lines()
+        lines += self.cache_lines()
         if "stale" in self.verdicts.values():
             where = "outside CI mode, " if self.settings.ci_mode else ""
             args = [arg for arg in self.args if arg != "--advprune-ci"]  # CI mode refuses writes
@@ -271,6 +274,16 @@ class RunReport:
                 "Time serially: pytest suites/ -m advprune_timing"
             )
         lines += self.latency_lines()
+        return lines
+
+    def cache_lines(self) -> list[str]:
+        counts = CacheCounts()
+        if self.session.cache is not None:
+            counts.add(self.session.cache.counts.as_dict())
+        counts.add(self.worker_cache_counts.as_dict())
+        lines = counts.summary()
+        if lines and self.settings.ci_mode and not self.settings.cache_reads:
+            lines.append("cache: CI mode reads no entry an earlier run wrote (--advprune-ci-cache reads them)")
         return lines
 
     def regression_lines(self) -> list[str]:
@@ -332,6 +345,49 @@ def write_report(path: Path, records: dict[str, dict[str, Any]], gate: str) -> N
         text = dumps({"plugin_version": __version__, "gate": gate, "cells": cells})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+
+
+class ReportError(ValueError):
+    """A report file that cannot be merged: unreadable, not a pytest-advprune JSON report, or in conflict."""
+
+
+def merge_reports(paths: Sequence[Path]) -> tuple[str, dict[str, dict[str, Any]]]:
+    """(gate, cells) of the JSON reports of several CI shards (``--advprune-shard``) as one report. A cell
+    may appear in several files only with the same record; the gates must agree."""
+    import json
+
+    gate: str | None = None
+    cells: dict[str, dict[str, Any]] = {}
+    owner: dict[str, Path] = {}
+    for path in paths:
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ReportError(
+                f"{path}: cannot read it as JSON ({error}). Give the .json reports the shards wrote "
+                "with --advprune-report=PATH.json."
+            ) from None
+        if not isinstance(report, dict) or not isinstance(report.get("cells"), dict) or "gate" not in report:
+            raise ReportError(
+                f"{path}: not a pytest-advprune JSON report (no 'gate' and 'cells'). Give the files "
+                "written with --advprune-report=PATH.json."
+            )
+        if gate is not None and report["gate"] != gate:
+            raise ReportError(
+                f"{path}: gate {report['gate']!r}, but {paths[0]} has {gate!r}. Merge reports of one "
+                "configuration only."
+            )
+        gate = str(report["gate"])
+        for cell, record in report["cells"].items():
+            if cell in cells and cells[cell] != record:
+                raise ReportError(
+                    f"cell {cell!r} is in {owner[cell]} and in {path} with different results. Each "
+                    "shard runs other cells: were these reports written by one sharded run?"
+                )
+            cells[cell], owner[cell] = record, path
+    if gate is None:
+        raise ReportError("no report given: name the shards' JSON reports.")
+    return gate, cells
 
 
 def markdown_report(cells: dict[str, dict[str, Any]], gate: str) -> str:

@@ -2,16 +2,20 @@
 
 The base model is built once per session, each pruned model once per (model, pruning), the
 adversarial examples crafted on a base model once per (model, attack) and reused by every pruning of
-that base. Every random choice is seeded from the names involved and ``--advprune-seed``, so a cell
-gives the same numbers whatever order or process it runs in.
+that base, as are the base model's predictions on clean and on those examples. Every random choice is
+seeded from the names involved and ``--advprune-seed``, so a cell gives the same numbers whatever order
+or process it runs in. Pruned models and crafted examples also go to the on-disk cache (``cache/``),
+under keys that hold everything they depend on, so a later run reads instead of computing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from pytest_advprune.cache import DiskCache
 from pytest_advprune.errors import IntegrityError, SetupError
 from pytest_advprune.options import Settings
 from pytest_advprune.specs import AttackSpec, CellSpec, PruningSpec, derive_seed
@@ -26,6 +30,8 @@ if TYPE_CHECKING:
     from pytest_advprune.metrics import SizeFigures
     from pytest_advprune.pruning import FineTuneSettings
     from pytest_advprune.registry import ModelEntry
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class PrunedModel:
     spec: PruningSpec
     module: nn.Module
     size: SizeFigures
+    weights_fingerprint: str
 
 
 def weights_fingerprint(module: nn.Module) -> str:
@@ -91,6 +98,10 @@ class AdvPruneSession:
         self._adversarials: dict[tuple[str, str], torch.Tensor] = {}
         self._results: dict[str, CellResult] = {}
         self._model_checks: dict[tuple[str, str], tuple[int, bool]] = {}
+        self._base_correct: dict[tuple[str, str], torch.Tensor] = {}  # (model, attack id or "") -> hits
+        self._dataset_fingerprints: dict[str, str] = {}
+        self._fingerprints: dict[object, str] = {}  # code fingerprints: registered functions, class sets
+        self.cache = DiskCache(settings.cache_dir, reads=settings.cache_reads) if settings.cache_dir else None
 
     # -- matrix ------------------------------------------------------------------------------------
 
@@ -267,21 +278,36 @@ class AdvPruneSession:
     def pruned_model(self, model: str, pruning: PruningSpec) -> PrunedModel:
         key = (model, pruning.id)
         if key not in self._pruned:
+            from pytest_advprune.cache.payloads import module_from_bytes, module_to_bytes
+            from pytest_advprune.metrics import SizeFigures
             from pytest_advprune.pruning import PruningContext, model_size, prune_model
 
             base = self.base_model(model)
             dataset = self.dataset(base.entry.dataset)
-            context = PruningContext(
-                dataset=dataset,
-                device=self.device,
-                seed=derive_seed(self.settings.seed, "prune", model, pruning.id),
-                normalization=base.entry.normalization,
-            )
-            with self.threads():
-                module = prune_model(base.module, pruning.entry, pruning.amount, context, self.fine_tune_settings)
-                size = model_size(module, context.example_inputs)
-            self.check_base_intact(model, f"pruning {pruning.name!r} (registered by {pruning.entry.origin})")
-            self._pruned[key] = PrunedModel(pruning, module, size)
+            seed = derive_seed(self.settings.seed, "prune", model, pruning.id)
+            cache_key = {
+                **self._model_key(base),
+                "pruning": pruning.name,
+                "amount": pruning.amount,
+                "pruning_code": self._code(pruning.entry.function),
+                "fine_tune": self.fine_tune_settings.__dict__ if pruning.entry.fine_tune else None,
+                "dataset": self.dataset_fingerprint(base.entry.dataset),
+                "seed": seed,
+            }
+            cached = self._read("pruned_models", cache_key, lambda data: module_from_bytes(data, self.device))
+            if cached is not None:
+                module, extra = cached
+                size = SizeFigures(**extra["size"])
+            else:
+                context = PruningContext(
+                    dataset=dataset, device=self.device, seed=seed, normalization=base.entry.normalization
+                )
+                with self.threads():
+                    module = prune_model(base.module, pruning.entry, pruning.amount, context, self.fine_tune_settings)
+                    size = model_size(module, context.example_inputs)
+                self.check_base_intact(model, f"pruning {pruning.name!r} (registered by {pruning.entry.origin})")
+                self._write("pruned_models", cache_key, module_to_bytes(module, {"size": size.__dict__}))
+            self._pruned[key] = PrunedModel(pruning, module, size, weights_fingerprint(module))
         return self._pruned[key]
 
     @property
@@ -295,17 +321,126 @@ class AdvPruneSession:
     def base_adversarials(self, model: str, attack: AttackSpec) -> torch.Tensor:
         key = (model, attack.id)
         if key not in self._adversarials:
-            from pytest_advprune.attacks import AttackGenerator
-
             base = self.base_model(model)
-            data = self.eval_set(base.entry.dataset)
             seed = derive_seed(self.settings.seed, "base", model, attack.id)
-            generator = AttackGenerator.for_spec(attack, base.entry.normalization, seed, self.settings.batch_size)
-            with self.threads():
-                adversarials = generator(base.module, data.images, data.labels)
-            self.check_base_intact(model, f"attack {attack.name!r} (registered by {attack.entry.origin})")
-            self._adversarials[key] = adversarials
+            self._adversarials[key] = self._craft(
+                base,
+                base.module,
+                base.weights_fingerprint,
+                attack,
+                seed,
+                check=lambda: self.check_base_intact(
+                    model, f"attack {attack.name!r} (registered by {attack.entry.origin})"
+                ),
+            )
         return self._adversarials[key]
+
+    def pruned_adversarials(self, cell: CellSpec) -> torch.Tensor:
+        """The white-box examples of a cell: its attack run on its pruned model (once per cell)."""
+        base = self.base_model(cell.model)
+        pruned = self.pruned_model(cell.model, cell.pruning)
+        seed = derive_seed(self.settings.seed, "whitebox", cell.id)
+        return self._craft(base, pruned.module, pruned.weights_fingerprint, cell.attack, seed)
+
+    def _craft(
+        self,
+        base: BaseModel,
+        module: nn.Module,
+        weights: str,
+        attack: AttackSpec,
+        seed: int,
+        check: Callable[[], None] | None = None,
+    ) -> torch.Tensor:
+        """``attack`` run on ``module`` (the base model or a pruned one), read from the cache when it holds
+        the result; ``check`` runs after computing and before caching, so a failed check is never cached."""
+        from pytest_advprune.attacks import AttackGenerator
+        from pytest_advprune.cache.payloads import tensor_from_bytes, tensor_to_bytes
+
+        data = self.eval_set(base.entry.dataset)
+        cache_key = {
+            **self._model_key(base),
+            "attacked_weights": weights,
+            "attacked_code": self._classes(module),
+            "attack": attack.name,
+            "params": attack.kwargs,
+            "attack_code": self._code(attack.entry.factory),
+            "eval_set": data.fingerprint,
+            "seed": seed,
+            "batch_size": self.settings.batch_size,
+        }
+        cached = self._read("adversarials", cache_key, lambda payload: tensor_from_bytes(payload, self.device))
+        if cached is not None and cached.shape == data.images.shape:
+            return cached
+        generator = AttackGenerator.for_spec(attack, base.entry.normalization, seed, self.settings.batch_size)
+        with self.threads():
+            adversarials = generator(module, data.images, data.labels)
+        if check is not None:
+            check()
+        self._write("adversarials", cache_key, tensor_to_bytes(adversarials))
+        return adversarials
+
+    # -- the on-disk cache -------------------------------------------------------------------------
+
+    def _model_key(self, base: BaseModel) -> dict[str, Any]:
+        """What every cached result of ``base`` depends on besides its own inputs."""
+        import torch
+
+        from pytest_advprune import __version__
+        from pytest_advprune.cache import plugin_fingerprint
+
+        return {
+            "plugin": __version__,
+            "plugin_code": plugin_fingerprint(),
+            "torch": torch.__version__,
+            "device": device_name(self.device),
+            "threads": self.settings.threads,
+            "model": base.entry.name,
+            "model_code": self._code(base.entry.factory),
+            "model_classes": self._classes(base.module),
+            "weights": base.weights_fingerprint,
+            "normalization": base.entry.normalization,
+        }
+
+    def _code(self, function: object) -> str:
+        from pytest_advprune.cache import code_fingerprint
+
+        if function not in self._fingerprints:  # reading source files once per session is enough
+            self._fingerprints[function] = code_fingerprint(function)
+        return self._fingerprints[function]
+
+    def _classes(self, module: nn.Module) -> str:
+        from pytest_advprune.cache import module_classes_fingerprint
+
+        classes = frozenset(type(sub) for sub in module.modules())
+        if classes not in self._fingerprints:
+            self._fingerprints[classes] = module_classes_fingerprint(module)
+        return self._fingerprints[classes]
+
+    def dataset_fingerprint(self, name: str) -> str:
+        """Every split of a dataset (fine-tuning reads the train split, attacks the eval split)."""
+        if name not in self._dataset_fingerprints:
+            from pytest_advprune.data import fingerprint_tensors
+
+            dataset = self.dataset(name)
+            self._dataset_fingerprints[name] = fingerprint_tensors(
+                dataset.train_images, dataset.train_labels, dataset.eval_images, dataset.eval_labels
+            )
+        return self._dataset_fingerprints[name]
+
+    def _read(self, kind: str, key: dict[str, Any], decode: Callable[[bytes], T | None]) -> T | None:
+        if self.cache is None:
+            return None
+        payload = self.cache.load(kind, key)
+        value = decode(payload) if payload is not None else None
+        if payload is not None and value is None:
+            self.cache.reject(kind, key)  # intact bytes that no longer load (a class moved): recompute
+        counts = self.cache.counts
+        counts.count(counts.read if value is not None else counts.computed, kind)
+        return value
+
+    def _write(self, kind: str, key: dict[str, Any], payload: bytes | None) -> None:
+        if self.cache is not None and payload is not None:
+            self.cache.store(kind, key, payload)
 
     # -- cells -------------------------------------------------------------------------------------
 
@@ -356,6 +491,22 @@ class AdvPruneSession:
             self._model_checks[key] = (zero, looks_like_probabilities(logits))
         return self._model_checks[key]
 
+    def base_correct(self, model: str, attack: AttackSpec | None) -> torch.Tensor:
+        """Which samples the base model classifies correctly: clean (``attack`` None), or the examples
+        crafted on it by ``attack``. Every pruning of the base shares them."""
+        key = (model, attack.id if attack is not None else "")
+        if key not in self._base_correct:
+            from pytest_advprune.evaluation import correct_predictions
+
+            base = self.base_model(model)
+            data = self.eval_set(base.entry.dataset)
+            images = data.images if attack is None else self.base_adversarials(model, attack)
+            with self.threads():
+                self._base_correct[key] = correct_predictions(
+                    base.module, images, data.labels, base.entry.normalization, self.settings.batch_size
+                )
+        return self._base_correct[key]
+
     def result(self, cell: CellSpec) -> CellResult:
         if cell.id not in self._results:
             from pytest_advprune.cell import evaluate_cell
@@ -364,18 +515,20 @@ class AdvPruneSession:
             pruned = self.pruned_model(cell.model, cell.pruning)
             data = self.eval_set(base.entry.dataset)
             adversarials = self.base_adversarials(cell.model, cell.attack)
+            pruned_adversarials = self.pruned_adversarials(cell)
             with self.threads():
                 self._results[cell.id] = evaluate_cell(
                     cell,
-                    base=base.module,
                     pruned=pruned.module,
                     base_size=base.size,
                     pruned_size=pruned.size,
                     images=data.images,
                     labels=data.labels,
                     base_adversarials=adversarials,
+                    pruned_adversarials=pruned_adversarials,
+                    base_clean_correct=self.base_correct(cell.model, None),
+                    base_adversarial_correct=self.base_correct(cell.model, cell.attack),
                     normalization=base.entry.normalization,
-                    seed=self.settings.seed,
                     batch_size=self.settings.batch_size,
                     provenance=self.provenance(cell),
                     model_checks={

@@ -114,35 +114,36 @@ def test_a_weaker_retrain_is_regressed_and_an_equal_one_is_stale(
 
 
 def test_a_pruning_change_that_is_worse_is_refused_on_refresh(tiny_project: pytest.Pytester) -> None:
-    """Same weights, same recipe name, worse numbers (a changed implementation): failed on check, refused on
-    refresh."""
-    tiny_project.makeconftest(
-        (tiny_project.path / "conftest.py").read_text()
-        + textwrap.dedent(
-            """
+    """Same weights, same recipe name, worse numbers (a changed implementation: here a module constant the
+    recipe reads): failed on check, refused on refresh. The on-disk cache sees the edit and recomputes."""
+    conftest = (tiny_project.path / "conftest.py").read_text()
+    recipe = textwrap.dedent(
+        """
 
-            @pytest_advprune.register_pruning("recipe", fine_tune=False)
-            def recipe(model, amount, context):
-                if os.environ.get("BROKEN_RECIPE"):
-                    with torch.no_grad():
-                        keep = torch.rand(model[1].weight.shape, generator=torch.Generator().manual_seed(1)) > 0.9
-                        model[1].weight.mul_(keep)
-                return model
-            """
-        )
+        BROKEN_RECIPE = {broken}
+
+
+        @pytest_advprune.register_pruning("recipe", fine_tune=False)
+        def recipe(model, amount, context):
+            if BROKEN_RECIPE:
+                with torch.no_grad():
+                    keep = torch.rand(model[1].weight.shape, generator=torch.Generator().manual_seed(1)) > 0.9
+                    model[1].weight.mul_(keep)
+            return model
+        """
     )
+    tiny_project.makeconftest(conftest + recipe.format(broken=False))
     tiny_project.makeini("[pytest]\nadvprune_prunings = recipe:0.5\nadvprune_attacks = fgsm:0.1\n")
     tiny_project.runpytest("--update-baselines").assert_outcomes(passed=1)
     tiny_project.runpytest().assert_outcomes(passed=1)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BROKEN_RECIPE", "1")
-        failed = tiny_project.runpytest()
-        failed.assert_outcomes(failed=1)
-        failed.stdout.fnmatch_lines(["*metric(s) of cell tiny-linear-recipe_0.5-fgsm_0.1 failed the gate*"])
-        failed.stdout.fnmatch_lines(["*1 cell: 1 failed*"])
-        refused = tiny_project.runpytest("--update-baselines")
-        refused.assert_outcomes(failed=1)
-        refused.stdout.fnmatch_lines(["*refused to update the baseline of cell tiny-linear-recipe_0.5-fgsm_0.1*"])
+    tiny_project.makeconftest(conftest + recipe.format(broken=True))
+    failed = tiny_project.runpytest()
+    failed.assert_outcomes(failed=1)
+    failed.stdout.fnmatch_lines(["*metric(s) of cell tiny-linear-recipe_0.5-fgsm_0.1 failed the gate*"])
+    failed.stdout.fnmatch_lines(["*1 cell: 1 failed*"])
+    refused = tiny_project.runpytest("--update-baselines")
+    refused.assert_outcomes(failed=1)
+    refused.stdout.fnmatch_lines(["*refused to update the baseline of cell tiny-linear-recipe_0.5-fgsm_0.1*"])
 
 
 @pytest.mark.parametrize(

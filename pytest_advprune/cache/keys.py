@@ -1,0 +1,154 @@
+"""Fingerprints of the code that produces a cached result: the plugin's own source, a registered
+factory's source, and the source of a model's own module classes.
+
+A cache key holds everything that can change a result (see ``session.py`` for the keys themselves):
+data and weights fingerprints, parameters and seeds, device, threads, torch and plugin versions, and
+these code fingerprints. A registered function's fingerprint covers its own text and the project code
+it reaches through global names, so editing one pruning function (or a helper only it uses) recomputes
+that pruning's entries and no other. What code cannot show (files a factory reads, an environment
+variable whose name is computed) is not in the key: see the README's Cache section.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest_advprune
+
+ENVIRONMENT_NAME = re.compile(r"[A-Z][A-Z0-9_]{1,63}")
+
+
+def _sha(text: str | bytes) -> str:
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=1)
+def plugin_fingerprint() -> str:
+    """The plugin's own Python source (every file of the package): any change to it, released or not,
+    gives new keys."""
+    root = Path(pytest_advprune.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:32]
+
+
+def code_fingerprint(obj: Any) -> str:
+    """A registered function's or class's code and the project code it uses: its source text, the values
+    of the module-level constants it reads, and (recursively) the functions, classes and modules of the
+    project it refers to by a global name (``helper(model)``, ``recipes.magnitude(...)``, ``SCALE``), so
+    that editing a helper recomputes what depends on it; and the current value of every environment
+    variable its code names literally (an upper-case string constant such as ``"RECIPE_VARIANT"``). Code of
+    installed packages is covered by their versions in the key (torch) or not at all; pytest-advprune's own
+    by ``plugin_fingerprint``."""
+    parts: list[str] = []
+    _collect(obj, parts, set())
+    return _sha("\n".join(parts))
+
+
+def _collect(obj: Any, parts: list[str], seen: set[int]) -> None:
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, functools.partial):
+        parts.append(f"partial args {obj.args!r} {sorted(obj.keywords.items())!r}")
+        _collect(obj.func, parts, seen)
+        return
+    if inspect.ismodule(obj):
+        parts.append(f"module {obj.__name__}: {_source(obj)}")
+        return
+    target = inspect.unwrap(obj) if callable(obj) else obj
+    parts.append(f"{getattr(target, '__qualname__', type(target).__name__)}: {_source(target)}")
+    functions = [target] if inspect.isfunction(target) else []
+    if inspect.isclass(target):
+        functions = [inspect.unwrap(f) for f in vars(target).values() if inspect.isfunction(f)]
+    for function in functions:
+        for variable in sorted(_environment_names(function.__code__)):
+            parts.append(f"environment {variable} = {os.environ.get(variable)!r}")
+        for name in sorted(_global_names(function.__code__)):
+            if name not in function.__globals__:
+                continue
+            value = function.__globals__[name]
+            if isinstance(value, (type(None), bool, int, float, complex, str, bytes, tuple, frozenset)):
+                parts.append(f"constant {name} = {value!r}")
+            elif _is_project_code(value):
+                _collect(value, parts, seen)
+
+
+def _source(obj: Any) -> str:
+    """Source text; without it (a builtin, code typed into a REPL), the compiled code; failing that, the
+    object's identity, which never matches another run, so nothing stale is ever served."""
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        pass
+    code = getattr(obj, "__code__", None)
+    if code is not None:
+        return repr((code.co_code, code.co_consts, code.co_names))
+    return f"unfingerprinted {id(obj)} {object.__repr__(obj)}"
+
+
+def _global_names(code: Any) -> set[str]:
+    """The global names a code object (and the functions, lambdas and comprehensions inside it) reads."""
+    names = set(code.co_names)
+    for constant in code.co_consts:
+        if inspect.iscode(constant):
+            names |= _global_names(constant)
+    return names
+
+
+def _environment_names(code: Any) -> set[str]:
+    """Upper-case string constants in a code object: the names of environment variables it may read
+    (``os.environ.get("RECIPE_VARIANT")``), whose values then go into the key."""
+    names = {c for c in code.co_consts if isinstance(c, str) and ENVIRONMENT_NAME.fullmatch(c)}
+    for constant in code.co_consts:
+        if inspect.iscode(constant):
+            names |= _environment_names(constant)
+    return names
+
+
+def _is_project_code(value: Any) -> bool:
+    """A function, class or module of the project under test: defined in a file outside the Python
+    installation and its site-packages, and not part of pytest-advprune."""
+    if not (inspect.isfunction(value) or inspect.isclass(value) or inspect.ismodule(value)):
+        return False
+    name = value.__name__ if inspect.ismodule(value) else str(getattr(value, "__module__", ""))
+    if name.split(".")[0] == "pytest_advprune":
+        return False
+    try:
+        file = inspect.getsourcefile(value)
+    except TypeError:  # a builtin module or class
+        return False
+    if not file:
+        return False
+    path = Path(file).resolve()
+    return not any(path.is_relative_to(root) for root in _installation_roots())
+
+
+@functools.lru_cache(maxsize=1)
+def _installation_roots() -> tuple[Path, ...]:
+    import site
+    import sys
+    import sysconfig
+
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages(), site.getusersitepackages()}
+    roots |= {value for key, value in sysconfig.get_paths().items() if key in ("stdlib", "platstdlib", "purelib")}
+    return tuple(Path(root).resolve() for root in roots if root)
+
+
+def module_classes_fingerprint(module: Any) -> str:
+    """The source of every class in ``module`` (its submodules included) that does not come from torch:
+    a changed ``forward`` changes what a model computes without changing its weights. torch's own
+    classes are covered by the torch version in the key."""
+    classes = {type(sub) for sub in module.modules()}
+    own = sorted(
+        (cls for cls in classes if cls.__module__.split(".")[0] not in ("torch", "torchvision")),
+        key=lambda cls: f"{cls.__module__}.{cls.__qualname__}",
+    )
+    return _sha("\n".join(f"{cls.__module__}.{cls.__qualname__}:{code_fingerprint(cls)}" for cls in own))
