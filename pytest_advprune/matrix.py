@@ -6,7 +6,9 @@ or package) at their default parameters, or, when there are none, the embedded d
 A pruning or attack line may end in a scope, ``for dataset=cifar10`` or ``for model=resnet*`` (see
 ``scopes.py``; a bare pattern is a model name): it then applies to the models it selects only, so one
 suite holds a digits model attacked at eps 0.1 and a 32x32 RGB model at eps 8/255. Ids and baseline
-paths do not show the scope. The ``--advprune-models/prunings/attacks`` patterns then deselect by id.
+paths do not show the scope. A line holding a sweep (``pgd_linf:eps=0.02..0.2/10``, see ``specs.py``)
+stands for one spec per value, each with the line's scope, as if the values had been listed one by one.
+The ``--advprune-models/prunings/attacks`` patterns then deselect by id.
 """
 
 from __future__ import annotations
@@ -20,7 +22,16 @@ from typing import Generic, TypeVar
 from pytest_advprune.options import Settings
 from pytest_advprune.registry import ATTACKS, DATASETS, MODELS, PRUNINGS, RegistryError
 from pytest_advprune.scopes import Scope, ScopeError, split_scope
-from pytest_advprune.specs import AttackSpec, CellSpec, PruningSpec, SpecError, VariantSpec, parse_attack, parse_pruning
+from pytest_advprune.specs import (
+    AttackSpec,
+    CellSpec,
+    PruningSpec,
+    SpecError,
+    VariantSpec,
+    expand_attack,
+    expand_pruning,
+    is_sweep,
+)
 
 SpecT = TypeVar("SpecT", PruningSpec, AttackSpec)
 MATRIX_SCOPE_KEYS = ("model", "dataset")
@@ -87,14 +98,15 @@ def _matches(identifier: str, patterns: Sequence[str]) -> bool:
 
 
 def _scoped_specs(
-    lines: Sequence[str], parse: Callable[[str], SpecT], models: Sequence[str], ini_key: str, declared: bool
+    lines: Sequence[str], expand: Callable[[str], list[SpecT]], models: Sequence[str], ini_key: str, declared: bool
 ) -> list[Scoped[SpecT]]:
-    """Parse ``spec [for scope]`` lines; each must select a model, and no model may get one id twice."""
+    """Parse ``spec [for scope]`` lines, a sweep into one entry per value; each line must select a model,
+    and no model may get one id twice (from two lines: a sweep never repeats a value)."""
     entries: list[Scoped[SpecT]] = []
     with _source(ini_key, declared):
         for line in lines:
             text, scope = split_scope(line, keys=MATRIX_SCOPE_KEYS, bare_key="model", source=f"ini {ini_key}")
-            entries.append(Scoped(parse(text), scope, line.strip()))
+            entries += [Scoped(spec, scope, line.strip()) for spec in expand(text)]
     for entry in entries:
         if entry.scope.selectors and not any(entry.applies_to(model) for model in models):
             datasets = sorted({MODELS.get(model).dataset for model in models})
@@ -106,9 +118,13 @@ def _scoped_specs(
         seen: dict[str, str] = {}
         for entry in (entry for entry in entries if entry.applies_to(model)):
             if entry.spec.id in seen:
+                first = seen[entry.spec.id]
+                fix = "narrow one of them with 'for ...'"
+                if is_sweep(first) or is_sweep(entry.line):
+                    fix = f"a sweep gives every value of its range: move a range's end or drop a line, or {fix}"
                 raise MatrixError(
-                    f"ini {ini_key}: {seen[entry.spec.id]!r} and {entry.line!r} both give model {model!r} "
-                    f"{entry.spec.id!r}; list each once per model (narrow one of them with 'for ...')."
+                    f"ini {ini_key}: {first!r} and {entry.line!r} both give model {model!r} "
+                    f"{entry.spec.id!r}; list each once per model ({fix})."
                 )
             seen[entry.spec.id] = entry.line
     return sorted(entries, key=lambda entry: (entry.spec.id, entry.scope.text))
@@ -131,10 +147,10 @@ def build_matrix(settings: Settings) -> Matrix:
     return Matrix(
         models=tuple(models),
         prunings=tuple(
-            _scoped_specs(prunings, parse_pruning, models, "advprune_prunings", settings.pruning_specs is not None)
+            _scoped_specs(prunings, expand_pruning, models, "advprune_prunings", settings.pruning_specs is not None)
         ),
         attacks=tuple(
-            _scoped_specs(attacks, parse_attack, models, "advprune_attacks", settings.attack_specs is not None)
+            _scoped_specs(attacks, expand_attack, models, "advprune_attacks", settings.attack_specs is not None)
         ),
     )
 
