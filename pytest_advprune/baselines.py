@@ -133,11 +133,18 @@ class BaselineStore:
 
     def load(self, cell: CellSpec) -> Baseline | None:
         """The cell's baseline, ``None`` when there is no file, ``BaselineFileError`` when it is unusable."""
-        path = self.path_for(cell)
+        try:
+            return self.load_path(self.path_for(cell))
+        except FileNotFoundError:
+            return None
+
+    def load_path(self, path: Path) -> Baseline:
+        """The baseline in ``path`` (``FileNotFoundError`` when there is none, ``BaselineFileError`` when it
+        is unusable)."""
         try:
             text = path.read_bytes().decode("utf-8")
         except FileNotFoundError:
-            return None
+            raise
         except OSError as error:
             raise BaselineFileError(path, f"cannot be read ({error.strerror})") from None
         except UnicodeDecodeError as error:

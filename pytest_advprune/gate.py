@@ -78,6 +78,8 @@ class Verdict:
     comparisons: tuple[dict[str, Any], ...] = ()  # paired change of every accuracy against the baseline
     violations: tuple[dict[str, Any], ...] = ()  # the invariants the cell violates
     worst: dict[str, Any] | None = None  # the metric that got worse the most (failed, regressed, refused, accepted)
+    failing: tuple[dict[str, Any], ...] = ()  # every metric beyond the gate, most important first (change_record)
+    stale_fields: tuple[str, ...] = ()  # what the baseline measured differently (stale, regressed)
 
     @property
     def ok(self) -> bool:
@@ -277,6 +279,32 @@ def worst_change(changes: list[MetricChange]) -> dict[str, Any]:
     return record
 
 
+def change_record(change: MetricChange) -> dict[str, Any]:
+    """One metric beyond the gate, for the reports: baseline, observed, change, what was allowed, and the
+    paired interval and McNemar p-value where the metric has per-sample outcomes."""
+    record: dict[str, Any] = {
+        "metric": change.metric,
+        "baseline": change.baseline,
+        "observed": change.observed,
+        "difference": (
+            round(float(change.observed) - float(change.baseline), 4)
+            if isinstance(change.baseline, (int, float)) and isinstance(change.observed, (int, float))
+            else None
+        ),
+        "allowed": change.allowed,
+    }
+    if change.paired is not None:
+        record.update(
+            ci_low=round(change.paired.ci_low, 4),
+            ci_high=round(change.paired.ci_high, 4),
+            confidence=change.paired.confidence,
+            p_value=float(f"{change.paired.p_value:.6g}"),
+            regressions=change.paired.regressions,
+            improvements=change.paired.improvements,
+        )
+    return record
+
+
 def describe_worst(record: dict[str, Any]) -> str:
     """``pruned_robust_accuracy 48.8889 -> 20.0 (-28.89 points, p = 1e-30)``."""
     p_value = f", p = {record['p_value']:.3g}" if "p_value" in record else ""
@@ -387,7 +415,14 @@ def judge(result: CellResult, store: BaselineStore, settings: Settings, *, nodei
             "advprune: if the weaker model is intended, accept it with: "
             + update_command(nodeid, settings, "--advprune-accept-regressions"),
         ]
-        return Verdict("regressed", ("\n".join(lines), *violated), worst=worst, **common)
+        return Verdict(
+            "regressed",
+            ("\n".join(lines), *violated),
+            worst=worst,
+            failing=tuple(map(change_record, worse)),
+            stale_fields=tuple(changes),
+            **common,
+        )
     if changes:
         reason = "its base model's weights changed" if comparable else "it measured something else"
         lines = [f"advprune: the baseline of cell {cell_id} is stale: {reason}."]
@@ -400,7 +435,9 @@ def judge(result: CellResult, store: BaselineStore, settings: Settings, *, nodei
         else:
             lines += _stale_note(result, baseline, settings)
         lines.append(field("refresh", refresh))
-        return Verdict("violated" if violated else "stale", (*violated, "\n".join(lines)), **common)
+        return Verdict(
+            "violated" if violated else "stale", (*violated, "\n".join(lines)), stale_fields=tuple(changes), **common
+        )
 
     failing = sorted((change for change in moved if change.failing), key=lambda change: _importance(change.metric))
     if failing:
@@ -413,7 +450,9 @@ def judge(result: CellResult, store: BaselineStore, settings: Settings, *, nodei
             "advprune: if the change is intended, accept it with: "
             + update_command(nodeid, settings, *(["--advprune-accept-regressions"] if worse else [])),
         ]
-        return Verdict("failed", ("\n".join(lines), *violated), worst=worst, **common)
+        return Verdict(
+            "failed", ("\n".join(lines), *violated), worst=worst, failing=tuple(map(change_record, failing)), **common
+        )
     if violated:
         return Verdict("violated", tuple(violated), **common)
     return Verdict("improved" if any(change.improved for change in moved) else "passed", **common)
@@ -439,7 +478,7 @@ def _judge_update(
     if not worse:
         return Verdict(WRITE, (), payload(result))
     if _accepted(cell_id, settings):
-        return Verdict("accepted", (), payload(result), worst=worst)
+        return Verdict("accepted", (), payload(result), worst=worst, failing=tuple(map(change_record, worse)))
     lines = [
         f"advprune: refused to update the baseline of cell {cell_id}: {len(worse)} metric(s) got worse beyond the "
         f"gate ({settings.gate}).",
@@ -449,4 +488,10 @@ def _judge_update(
         "advprune: if the weaker numbers are intended, accept them with: "
         + update_command(nodeid, settings, "--advprune-accept-regressions"),
     ]
-    return Verdict("refused", ("\n".join(lines), *violated), violations=records, worst=worst_change(worse))
+    return Verdict(
+        "refused",
+        ("\n".join(lines), *violated),
+        violations=records,
+        worst=worst_change(worse),
+        failing=tuple(map(change_record, worse)),
+    )

@@ -351,8 +351,10 @@ def check_report_path(text: str) -> Path:
     """The report file, checked before any cell runs: a report that cannot be written is a usage error
     now, not a traceback after an hour of cells."""
     path = Path(text).resolve()
-    if path.suffix not in (".json", ".md"):
-        raise pytest.UsageError(f"--advprune-report={text!r} must end in .json or .md.")
+    if path.suffix not in (".json", ".md", ".html"):
+        raise pytest.UsageError(
+            f"--advprune-report={text!r} must end in .json, .md (Markdown) or .html (one self-contained page)."
+        )
     if path.is_dir():
         raise pytest.UsageError(f"--advprune-report={text!r} is a directory. Give a file name, e.g. {text}/report.md.")
     for parent in path.parents:

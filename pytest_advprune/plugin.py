@@ -13,7 +13,7 @@ import pytest
 from pytest_advprune import options, paths
 from pytest_advprune.errors import CellError, SetupError
 from pytest_advprune.registry import ATTACKS, DATASETS, MODELS, PRUNINGS
-from pytest_advprune.report import LATENCY_PROPERTY, VERDICT_PROPERTY, RunReport
+from pytest_advprune.reports.run import LATENCY_PROPERTY, VERDICT_PROPERTY, RunReport
 
 if TYPE_CHECKING:
     import torch
@@ -94,8 +94,16 @@ def pytest_configure(config: pytest.Config) -> None:
     paths.set_rootdir(config.rootpath)  # relative paths in conftest.py files mean the project's files
     session = AdvPruneSession(options.read_settings(config))
     config.stash[SESSION_KEY] = session
+    if config.get_verbosity() >= 1 and not hasattr(config, "workerinput"):  # a worker's output is not shown
+        session.progress = lambda line: _write_progress(config, line)
     if not hasattr(config, "workerinput"):  # an xdist worker only runs tests; the controller writes and reports
         config.pluginmanager.register(RunReport(session, config.rootpath), REPORTER_NAME)
+
+
+def _write_progress(config: pytest.Config, line: str) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"advprune: {line}")
 
 
 @pytest.hookimpl(tryfirst=True)  # before other plugins' unconfigure, which may raise (warnings as errors)
@@ -318,6 +326,7 @@ def check_baseline(request: pytest.FixtureRequest, advprune_session: AdvPruneSes
     and fails the test with one line per field when anything is out of tolerance."""
     from pytest_advprune.baselines import BaselineStore
     from pytest_advprune.gate import Verdict, judge
+    from pytest_advprune.reports.study import robustness_gaps
 
     settings = advprune_session.settings
     store = BaselineStore(settings.baselines_dir)
@@ -347,11 +356,17 @@ def check_baseline(request: pytest.FixtureRequest, advprune_session: AdvPruneSes
                     "comparisons": list(verdict.comparisons),
                     "violations": list(verdict.violations),
                     "worst": verdict.worst,
+                    "failing": list(verdict.failing),
+                    "stale_fields": list(verdict.stale_fields),
+                    "gaps": robustness_gaps(result.outcomes, 1.0 - settings.alpha),
                     "metrics": result.metrics,
                     "flags": [flag.describe() for flag in result.flags] if settings.sanity != "off" else [],
                     "model": result.cell.model,
                     "pruning": result.cell.pruning.id,
                     "attack": result.cell.attack.name,
+                    "attack_id": result.cell.attack.id,
+                    "pruning_method": result.cell.pruning.name,
+                    "amount": result.cell.pruning.amount,
                     "params": result.cell.attack.kwargs,
                 },
             )

@@ -10,6 +10,7 @@ under keys that hold everything they depend on, so a later run reads instead of 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -102,6 +103,7 @@ class AdvPruneSession:
         self._dataset_fingerprints: dict[str, str] = {}
         self._fingerprints: dict[object, str] = {}  # code fingerprints: registered functions, class sets
         self.cache = DiskCache(settings.cache_dir, reads=settings.cache_reads) if settings.cache_dir else None
+        self.progress: Callable[[str], None] | None = None  # with -v: a line per pruned model and per craft
 
     # -- matrix ------------------------------------------------------------------------------------
 
@@ -294,10 +296,12 @@ class AdvPruneSession:
                 "dataset": self.dataset_fingerprint(base.entry.dataset),
                 "seed": seed,
             }
+            started = time.perf_counter()
             cached = self._read("pruned_models", cache_key, lambda data: module_from_bytes(data, self.device))
             if cached is not None:
                 module, extra = cached
                 size = SizeFigures(**extra["size"])
+                self._tell(f"pruned {model} with {pruning.id}: read from the cache")
             else:
                 context = PruningContext(
                     dataset=dataset, device=self.device, seed=seed, normalization=base.entry.normalization
@@ -307,6 +311,7 @@ class AdvPruneSession:
                     size = model_size(module, context.example_inputs)
                 self.check_base_intact(model, f"pruning {pruning.name!r} (registered by {pruning.entry.origin})")
                 self._write("pruned_models", cache_key, module_to_bytes(module, {"size": size.__dict__}))
+                self._tell(f"pruned {model} with {pruning.id} in {time.perf_counter() - started:.1f} s")
             self._pruned[key] = PrunedModel(pruning, module, size, weights_fingerprint(module))
         return self._pruned[key]
 
@@ -340,7 +345,9 @@ class AdvPruneSession:
         base = self.base_model(cell.model)
         pruned = self.pruned_model(cell.model, cell.pruning)
         seed = derive_seed(self.settings.seed, "whitebox", cell.id)
-        return self._craft(base, pruned.module, pruned.weights_fingerprint, cell.attack, seed)
+        return self._craft(
+            base, pruned.module, pruned.weights_fingerprint, cell.attack, seed, target=f"{cell.model}-{cell.pruning.id}"
+        )
 
     def _craft(
         self,
@@ -350,6 +357,7 @@ class AdvPruneSession:
         attack: AttackSpec,
         seed: int,
         check: Callable[[], None] | None = None,
+        target: str = "",
     ) -> torch.Tensor:
         """``attack`` run on ``module`` (the base model or a pruned one), read from the cache when it holds
         the result; ``check`` runs after computing and before caching, so a failed check is never cached."""
@@ -368,8 +376,11 @@ class AdvPruneSession:
             "seed": seed,
             "batch_size": self.settings.batch_size,
         }
+        target = target or f"{base.entry.name} (base)"
+        started = time.perf_counter()
         cached = self._read("adversarials", cache_key, lambda payload: tensor_from_bytes(payload, self.device))
         if cached is not None and cached.shape == data.images.shape:
+            self._tell(f"crafted {attack.id} on {target}: read from the cache")
             return cached
         generator = AttackGenerator.for_spec(attack, base.entry.normalization, seed, self.settings.batch_size)
         with self.threads():
@@ -377,7 +388,12 @@ class AdvPruneSession:
         if check is not None:
             check()
         self._write("adversarials", cache_key, tensor_to_bytes(adversarials))
+        self._tell(f"crafted {attack.id} on {target} in {time.perf_counter() - started:.1f} s")
         return adversarials
+
+    def _tell(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress(line)
 
     # -- the on-disk cache -------------------------------------------------------------------------
 

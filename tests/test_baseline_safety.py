@@ -310,12 +310,12 @@ def test_a_report_path_that_cannot_be_written_is_a_usage_error(tiny_project: pyt
 def test_a_report_that_fails_at_the_end_keeps_the_summary(
     tiny_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pytest_advprune.report
+    import pytest_advprune.reports.run
 
     def full_disk(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pytest_advprune.report, "write_report", full_disk)
+    monkeypatch.setattr(pytest_advprune.reports.run, "write_report", full_disk)
     tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
     result = tiny_project.runpytest("--advprune-report=report.json")
     assert result.ret == pytest.ExitCode.TESTS_FAILED

@@ -122,7 +122,7 @@ def test_the_committed_state_passes_the_ci_gate(example: pytest.Pytester) -> Non
     result.assert_outcomes(passed=len(CELLS) + 3)  # and the latency of the base and both pruned models
     result.stdout.fnmatch_lines(["*= advprune =*", "4 cells: 4 passed", "median inference latency*"])
     report = (example.path / "advprune-report.md").read_text()
-    assert all(f"| {cell} | passed |" in report for cell in CELLS)
+    assert all(f"| `{cell}` | passed |" in report for cell in CELLS)
 
 
 def test_the_workflow_runs_the_gate_in_ci_mode_on_cpu_and_gpu() -> None:

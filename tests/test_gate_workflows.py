@@ -100,7 +100,7 @@ def test_a_weaker_retrain_is_regressed_and_an_equal_one_is_stale(
     markdown = (tiny_project.path / "partly.md").read_text()
     assert "## Accepted regressions (written with --advprune-accept-regressions)" in markdown
     assert "- `tiny-linear-l1_unstructured_0.5-fgsm_0.1`: base_clean_accuracy 90.625 -> 18.75" in markdown
-    assert "## Refused refreshes" in markdown
+    assert "## Needs attention (2)" in markdown and "`: refused" in markdown
     changed = {path for path, data in baseline_tree(tiny_project.path).items() if committed[path] != data}
     assert changed == {
         "tiny-linear/l1_unstructured_0.5/fgsm_0.1.json",

@@ -9,6 +9,7 @@ the single process of a serial run) and is the only writer.
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections import Counter
 from collections.abc import Sequence
@@ -20,6 +21,9 @@ import pytest
 from pytest_advprune.baselines import BaselineStore, display_path
 from pytest_advprune.cache.store import CacheCounts
 from pytest_advprune.gate import WRITE, describe_worst
+from pytest_advprune.reports.document import build_document, cell_record, latency_rows
+from pytest_advprune.reports.render import render, write_report
+from pytest_advprune.reports.terminal import matrix_lines
 
 if TYPE_CHECKING:
     from pytest_advprune.session import AdvPruneSession
@@ -41,6 +45,27 @@ STATUS_ORDER = (
     "created",
     "updated",
     "unchanged",
+)
+# What a cell's verdict carries into its report record (the rest: id, status, accepted) from the worker.
+REPORTED_FIELDS = (
+    "model",
+    "pruning",
+    "attack",
+    "attack_id",
+    "pruning_method",
+    "amount",
+    "params",
+    "file",
+    "nodeid",
+    "metrics",
+    "failing",
+    "violations",
+    "flags",
+    "comparisons",
+    "stale_fields",
+    "environment_changes",
+    "worst",
+    "gaps",
 )
 VERDICT_PROPERTY = "advprune_verdict"
 LATENCY_PROPERTY = "advprune_latency"
@@ -107,17 +132,27 @@ class RunReport:
             self.unused = kept
         if self.settings.report_path is not None:
             try:
-                write_report(self.settings.report_path, self.records, self.settings.gate)
+                write_report(self.settings.report_path, self.document())
             except OSError as error:
                 self.finish_errors.append(
                     f"could not write the report {display_path(self.settings.report_path, self.rootdir)}: "
                     f"{error.strerror or error}"
                 )
+        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if step_summary and not hasattr(session.config, "workerinput"):
+            # GitHub Actions shows this file on the run's page: the Markdown report goes there as well.
+            try:
+                with open(step_summary, "a", encoding="utf-8") as summary:
+                    summary.write(render(self.document(), ".md"))
+            except OSError as error:
+                self.finish_errors.append(f"could not append to GITHUB_STEP_SUMMARY ({step_summary}): {error.strerror}")
         if (self.write_errors or self.finish_errors) and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         lines = self.summary_lines()
+        if lines and terminalreporter.config.get_verbosity() >= 0:  # -q: the counts and problems only
+            lines[1:1] = matrix_lines(self.records.values())
         if lines:
             terminalreporter.section("advprune")
             for line in lines:
@@ -133,22 +168,13 @@ class RunReport:
             if written == "write failed" or status == WRITE:
                 status = written
         self.verdicts[cell] = status
-        self.records[cell] = {
-            "status": status,
-            "file": value.get("file"),
-            "nodeid": value.get("nodeid"),
-            "metrics": value.get("metrics") or {},
-            "comparisons": value.get("comparisons") or [],
-            "violations": value.get("violations") or [],
-            "worst": value.get("worst"),
+        self.records[cell] = cell_record(
+            id=cell,
+            status=status,
             # A baseline written although worse than the one it replaced: --advprune-accept-regressions.
-            "accepted": isinstance(baseline, dict) and value.get("worst") is not None and status != "write failed",
-            "flags": list(value.get("flags") or []),
-            "model": value.get("model"),
-            "pruning": value.get("pruning"),
-            "attack": value.get("attack"),
-            "params": value.get("params") or {},
-        }
+            accepted=isinstance(baseline, dict) and value.get("worst") is not None and status != "write failed",
+            **{name: value.get(name) for name in REPORTED_FIELDS},
+        )
         for change in value.get("environment_changes") or ():
             self.environment_changes[str(change)] += 1
 
@@ -171,13 +197,8 @@ class RunReport:
         cell = report.nodeid.rpartition("[")[2].rstrip("]") or report.nodeid
         if cell not in self.verdicts:
             self.verdicts[cell] = "error"
-            self.records[cell] = {
-                "status": "error",
-                "nodeid": report.nodeid,
-                "metrics": {},
-                "comparisons": [],
-                "flags": [],
-            }
+            message = report.longreprtext.strip().splitlines()
+            self.records[cell] = cell_record(id=cell, status="error", nodeid=report.nodeid, flags=message[-1:])
 
     def _write(self, value: dict[str, Any], baseline: dict[str, Any]) -> str:
         if self.settings.ci_mode or not self.settings.update_baselines:  # never, whatever a worker sent
@@ -276,6 +297,18 @@ class RunReport:
         lines += self.latency_lines()
         return lines
 
+    def document(self) -> dict[str, Any]:
+        """This run's report (see ``document.py``)."""
+        from pytest_advprune import __version__
+
+        return build_document(
+            self.records.values(),
+            source="run",
+            gate=self.settings.gate,
+            plugin_version=__version__,
+            latency=latency_rows(self.latencies),
+        )
+
     def cache_lines(self) -> list[str]:
         counts = CacheCounts()
         if self.session.cache is not None:
@@ -331,116 +364,3 @@ def _without_accept_option(args: Sequence[str]) -> list[str]:
         if not arg.startswith("--advprune-accept-regressions"):
             kept.append(arg)
     return kept
-
-
-def write_report(path: Path, records: dict[str, dict[str, Any]], gate: str) -> None:
-    """Every cell's status, metrics and paired comparisons, as JSON or (``.md``) a Markdown table."""
-    from pytest_advprune import __version__
-    from pytest_advprune.baselines import dumps
-
-    cells = {cell: records[cell] for cell in sorted(records)}
-    if path.suffix == ".md":
-        text = markdown_report(cells, gate)
-    else:
-        text = dumps({"plugin_version": __version__, "gate": gate, "cells": cells})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
-class ReportError(ValueError):
-    """A report file that cannot be merged: unreadable, not a pytest-advprune JSON report, or in conflict."""
-
-
-def merge_reports(paths: Sequence[Path]) -> tuple[str, dict[str, dict[str, Any]]]:
-    """(gate, cells) of the JSON reports of several CI shards (``--advprune-shard``) as one report. A cell
-    may appear in several files only with the same record; the gates must agree."""
-    import json
-
-    gate: str | None = None
-    cells: dict[str, dict[str, Any]] = {}
-    owner: dict[str, Path] = {}
-    for path in paths:
-        try:
-            report = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise ReportError(
-                f"{path}: cannot read it as JSON ({error}). Give the .json reports the shards wrote "
-                "with --advprune-report=PATH.json."
-            ) from None
-        if not isinstance(report, dict) or not isinstance(report.get("cells"), dict) or "gate" not in report:
-            raise ReportError(
-                f"{path}: not a pytest-advprune JSON report (no 'gate' and 'cells'). Give the files "
-                "written with --advprune-report=PATH.json."
-            )
-        if gate is not None and report["gate"] != gate:
-            raise ReportError(
-                f"{path}: gate {report['gate']!r}, but {paths[0]} has {gate!r}. Merge reports of one "
-                "configuration only."
-            )
-        gate = str(report["gate"])
-        for cell, record in report["cells"].items():
-            if cell in cells and cells[cell] != record:
-                raise ReportError(
-                    f"cell {cell!r} is in {owner[cell]} and in {path} with different results. Each "
-                    "shard runs other cells: were these reports written by one sharded run?"
-                )
-            cells[cell], owner[cell] = record, path
-    if gate is None:
-        raise ReportError("no report given: name the shards' JSON reports.")
-    return gate, cells
-
-
-def markdown_report(cells: dict[str, dict[str, Any]], gate: str) -> str:
-    """One row per cell: status, clean and transfer robust accuracy, and the paired change of the latter."""
-    lines = [
-        f"# pytest-advprune report (gate: {gate})",
-        "",
-        "| cell | status | pruned clean % | transfer robust % | change (points, CI) | McNemar p |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for cell, record in cells.items():
-        metrics = record["metrics"]
-        transfer = next((c for c in record["comparisons"] if c["metric"] == "transfer_robust_accuracy"), None)
-        change = p_value = ""
-        if transfer is not None:
-            change = f"{transfer['difference']:+.2f} ({transfer['ci_low']:+.2f} to {transfer['ci_high']:+.2f})"
-            p_value = f"{transfer['p_value']:.3g}"
-        lines.append(
-            f"| {cell} | {record['status']} | {metrics.get('pruned_clean_accuracy', '')} "
-            f"| {metrics.get('transfer_robust_accuracy', '')} | {change} | {p_value} |"
-        )
-    lines += _markdown_regressions(cells)
-    return "\n".join(lines) + "\n"
-
-
-def _markdown_regressions(cells: dict[str, dict[str, Any]]) -> list[str]:
-    """The cells a reviewer must look at by name: regressions (refused, accepted, regressed, failed) with
-    their worst metric, and violated invariants."""
-    sections = {
-        "Accepted regressions (written with --advprune-accept-regressions)": [
-            (cell, describe_worst(r["worst"])) for cell, r in cells.items() if r.get("accepted") and r.get("worst")
-        ],
-        "Refused refreshes (worse than their baselines, not written)": [
-            (cell, describe_worst(r["worst"]))
-            for cell, r in cells.items()
-            if r["status"] == "refused" and r.get("worst")
-        ],
-        "Regressions": [
-            (cell, describe_worst(r["worst"]))
-            for cell, r in cells.items()
-            if r["status"] in ("failed", "regressed") and r.get("worst")
-        ],
-        "Violated invariants": [
-            (cell, f"{v['invariant']}: {v['metric']} {v['observed']} (allowed {v['allowed']})")
-            for cell, r in cells.items()
-            for v in r.get("violations") or ()
-        ],
-        "Sanity flags (signs of gradient masking or a broken attack)": [
-            (cell, flag) for cell, r in cells.items() for flag in r.get("flags") or ()
-        ],
-    }
-    lines: list[str] = []
-    for title, entries in sections.items():
-        if entries:
-            lines += ["", f"## {title}", ""] + [f"- `{cell}`: {text}" for cell, text in entries]
-    return lines

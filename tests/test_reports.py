@@ -1,0 +1,256 @@
+"""Reports people look at: the document's schema, failures first with their real causes in every format,
+the study's comparison, the terminal matrix, GitHub's step summary, and reports from stored baselines."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from conftest import CELL_TEST, TINY_CONFTEST
+
+from pytest_advprune.reports.document import ATTENTION, load_schema
+from pytest_advprune.reports.study import robustness_gaps
+
+jsonschema = pytest.importorskip("jsonschema")
+
+BROKEN_PRUNING = """
+
+BREAK_RECIPE = {broken}
+
+
+@pytest_advprune.register_pruning("recipe", fine_tune=False)
+def recipe(model, amount, context):
+    if BREAK_RECIPE:  # a change that costs clean and robust accuracy
+        with torch.no_grad():
+            keep = torch.rand(model[1].weight.shape, generator=torch.Generator().manual_seed(1)) > 0.6
+            model[1].weight.mul_(keep)
+    return model
+"""
+INI = (
+    "[pytest]\nadvprune_prunings =\n    recipe:0.5\n    l1_unstructured:0.5\nadvprune_attacks =\n    fgsm:0.1\n"
+    "    pgd_linf:eps=0.1,steps=3,restarts=1\nadvprune_finetune_epochs = 1\nadvprune_max_clean_drop = 100\n"
+    "advprune_max_robustness_gap = 100\n"
+)
+FAILED_CELL = "tiny-linear-recipe_0.5-fgsm_0.1"
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest(TINY_CONFTEST + BROKEN_PRUNING.format(broken=False))
+    pytester.makeini(INI)
+    pytester.makepyfile(test_cells=CELL_TEST)
+    pytester.runpytest("--update-baselines", "-p", "no:cacheprovider").assert_outcomes(passed=4)
+    return pytester
+
+
+def break_recipe(project: pytest.Pytester) -> None:
+    project.makeconftest(TINY_CONFTEST + BROKEN_PRUNING.format(broken=True))
+
+
+def test_a_broken_cell_comes_first_with_its_real_causes_in_json(project: pytest.Pytester) -> None:
+    break_recipe(project)
+    result = project.runpytest("-p", "no:cacheprovider", "--advprune-report=report.json")
+    result.assert_outcomes(failed=2, passed=2)
+    document = json.loads((project.path / "report.json").read_text())
+    jsonschema.validate(document, load_schema())
+    ids = list(document["cells"])
+    assert ids[:2] == [FAILED_CELL, "tiny-linear-recipe_0.5-pgd_linf_0.1_restarts1_steps3"]
+    assert document["summary"]["attention"] == ids[:2]
+    failed = document["cells"][FAILED_CELL]
+    assert failed["status"] == "failed" and failed["file"] == "tiny-linear/recipe_0.5/fgsm_0.1.json"
+    failing = {row["metric"]: row for row in failed["failing"]}
+    assert "pruned_clean_accuracy" in failing
+    clean = failing["pruned_clean_accuracy"]
+    assert clean["difference"] == pytest.approx(clean["observed"] - clean["baseline"], abs=1e-3)
+    assert clean["ci_low"] <= clean["difference"] <= clean["ci_high"] and clean["p_value"] < 0.05
+    assert clean["allowed"]
+
+
+def test_a_broken_cell_comes_first_in_markdown_html_and_the_step_summary(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    break_recipe(project)
+    summary = project.path / "step_summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    project.runpytest("-p", "no:cacheprovider", "--advprune-report=report.md")
+    project.runpytest("-p", "no:cacheprovider", "--advprune-report=report.html")
+    markdown = (project.path / "report.md").read_text()
+    attention = markdown.split("## Cells", 1)[0]
+    assert "## Needs attention (2)" in attention
+    assert f"### `{FAILED_CELL}`: failed" in attention
+    assert (
+        "| pruned_clean_accuracy |" in attention
+        and "baseline file: `tiny-linear/recipe_0.5/fgsm_0.1.json`" in attention
+    )
+    assert attention.index(FAILED_CELL) < attention.index("pruned_clean_accuracy")
+    assert summary.read_text().count("# pytest-advprune report") == 2  # appended by both runs
+    page = (project.path / "report.html").read_text()
+    assert page.index("Needs attention") < page.index(FAILED_CELL) < page.index("<h2>Cells</h2>")
+    assert "pruned_clean_accuracy" in page.split("<h2>Cells</h2>")[0]
+    parser = _TagBalance()
+    parser.feed(page)
+    assert parser.stack == [] and "table" in parser.seen and "svg" in parser.seen  # tables and figures
+    assert not re.search(r"(src|href)=\"(https?:)?//|url\(https?:|<link|<script", page)  # nothing to fetch
+
+
+class _TagBalance(HTMLParser):
+    """Checks that every opened element is closed (a well-formed page), and records the tags used."""
+
+    VOID: ClassVar[set[str]] = {
+        "meta",
+        "br",
+        "img",
+        "hr",
+        "link",
+        "input",
+        "path",
+        "rect",
+        "line",
+        "circle",
+        "use",
+        "stop",
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.seen: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.seen.add(tag)
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.seen.add(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.VOID:
+            return
+        assert self.stack and self.stack[-1] == tag, (self.stack[-5:], tag)
+        self.stack.pop()
+
+
+def test_the_terminal_matrix_honours_quiet(project: pytest.Pytester) -> None:
+    normal = project.runpytest("-p", "no:cacheprovider")
+    normal.stdout.fnmatch_lines(
+        [
+            "robust accuracy % (white-box / transfer, status)*",
+            "tiny-linear*fgsm_0.1*pgd_linf_0.1_restarts1_steps3",
+            "  base*",
+            "  l1_unstructured_0.5 * / * ok*",
+            "  recipe_0.5 * / * ok*",
+        ]
+    )
+    quiet = project.runpytest("-p", "no:cacheprovider", "-q")
+    assert "robust accuracy % (white-box" not in quiet.stdout.str()
+    quiet.stdout.fnmatch_lines(["4 cells: 4 passed"])
+
+
+def test_verbose_runs_show_progress_and_quiet_ones_do_not(project: pytest.Pytester) -> None:
+    verbose = project.runpytest("-p", "no:cacheprovider", "-v")
+    verbose.stdout.fnmatch_lines(
+        ["advprune: pruned tiny-linear with recipe_0.5 in * s", "advprune: crafted fgsm_0.1 on *"]
+    )
+    assert "advprune: pruned" not in project.runpytest("-p", "no:cacheprovider").stdout.str()
+
+
+def test_stale_cells_carry_their_comparison(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TINY_SEED", "1")  # other weights: every cell is stale (or regressed)
+    project.runpytest("-p", "no:cacheprovider", "--advprune-report=report.json")
+    document = json.loads((project.path / "report.json").read_text())
+    for cell in document["cells"].values():
+        assert cell["status"] in ("stale", "regressed")
+        assert cell["comparisons"] and cell["stale_fields"]
+        assert any(field.startswith("model.weights_fingerprint") for field in cell["stale_fields"])
+
+
+def test_the_study_gaps_match_an_independent_computation() -> None:
+    from scipy.stats import binomtest
+
+    base = [True] * 30 + [False] * 20 + [True] * 10
+    pruned = [True] * 20 + [False] * 30 + [True] * 10
+    gaps = robustness_gaps({"base_adversarial": base, "pruned_adversarial": pruned, "transfer_adversarial": base})
+    gap = gaps["pruned_vs_base"]
+    assert gap["difference"] == pytest.approx(100 * (sum(pruned) - sum(base)) / len(base), abs=1e-4)
+    assert (gap["regressions"], gap["improvements"]) == (10, 0)
+    assert gap["p_value"] == pytest.approx(binomtest(0, 10, 0.5).pvalue, rel=1e-5)
+    assert gap["ci_low"] < gap["difference"] < gap["ci_high"]
+    assert gaps["transfer_vs_base"]["difference"] == 0 and gaps["transfer_vs_base"]["p_value"] == 1
+
+
+def report_from_baselines(project: pytest.Pytester, output: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "pytest_advprune", "report", "baselines", "-o", output]
+    return subprocess.run(command, cwd=project.path, capture_output=True, text=True, check=False)
+
+
+def comparable(document: dict[str, Any]) -> dict[str, Any]:
+    """What a report from stored baselines shares with the run that wrote them: every cell's numbers and
+    the study (statuses, test ids and gate comparisons exist only in a run)."""
+    keys = ("model", "pruning", "attack", "attack_id", "pruning_method", "amount", "params", "file", "metrics", "gaps")
+    return {
+        "cells": {cid: {k: cell[k] for k in keys} for cid, cell in document["cells"].items()},
+        "study": document["study"],
+    }
+
+
+def test_a_report_from_stored_baselines_equals_the_runs(project: pytest.Pytester) -> None:
+    project.runpytest("-p", "no:cacheprovider", "--update-baselines", "--advprune-report=run.json")
+    done = report_from_baselines(project, "stored.json")
+    assert done.returncode == 0, done.stderr
+    assert "wrote the report of 4 stored cells to stored.json" in done.stdout
+    run = json.loads((project.path / "run.json").read_text())
+    stored = json.loads((project.path / "stored.json").read_text())
+    jsonschema.validate(stored, load_schema())
+    assert stored["source"] == "baselines" and {c["status"] for c in stored["cells"].values()} == {"stored"}
+    assert comparable(stored) == comparable(run)
+    for output in ("stored.md", "stored.html"):
+        assert report_from_baselines(project, output).returncode == 0
+    assert "## Pruned vs base" in (project.path / "stored.md").read_text()
+
+
+def test_a_report_from_a_folder_without_baselines_fails_naming_it(pytester: pytest.Pytester) -> None:
+    (pytester.path / "empty").mkdir()
+    command = [sys.executable, "-m", "pytest_advprune", "report", "empty", "-o", "x.md"]
+    done = subprocess.run(command, cwd=pytester.path, capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "empty" in done.stderr and "holds no baseline files" in done.stderr
+
+
+def test_the_report_is_the_same_under_xdist(project: pytest.Pytester) -> None:
+    project.runpytest("-p", "no:cacheprovider", "--advprune-report=serial.json")
+    project.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--advprune-report=parallel.json")
+    serial = json.loads((project.path / "serial.json").read_text())
+    parallel = json.loads((project.path / "parallel.json").read_text())
+    assert list(serial["cells"]) == list(parallel["cells"])
+    assert serial == parallel
+
+
+def test_every_status_a_report_can_carry_is_in_the_schema() -> None:
+    schema_statuses = set(load_schema()["$defs"]["status"]["enum"])
+    assert set(ATTENTION) <= schema_statuses
+    from pytest_advprune.reports.document import STATUSES
+
+    assert set(STATUSES) == schema_statuses
+
+
+def test_report_paths_must_name_a_format(project: pytest.Pytester) -> None:
+    result = project.runpytest("-p", "no:cacheprovider", "--advprune-report=report.txt")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--advprune-report='report.txt' must end in .json, .md (Markdown) or .html*"])
+
+
+def test_the_readme_study_table_is_generated_from_the_committed_baselines() -> None:
+    from pytest_advprune.reports.markdown import study_tables
+    from pytest_advprune.reports.stored import stored_document
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    shown = readme.split("<!-- study:begin -->\n", 1)[1].split("<!-- study:end -->", 1)[0].strip()
+    generated = "\n".join(study_tables(stored_document(root / "baselines")["study"])).strip()
+    assert shown == generated, "regenerate it: python -m pytest_advprune report baselines/ -o study.md --study-only"
