@@ -19,7 +19,7 @@ from pathlib import Path
 
 def main(argv: Sequence[str] | None = None) -> int:
     from pytest_advprune.baselines import BaselineFileError
-    from pytest_advprune.reports.render import ReportError, merge_reports, write_report
+    from pytest_advprune.reports.render import SUFFIXES, ReportError, merge_reports, write_report
     from pytest_advprune.reports.stored import stored_document
 
     parser = argparse.ArgumentParser(prog="python -m pytest_advprune", description=(__doc__ or "").split("\n\n")[0])
@@ -35,6 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     merge.add_argument("output", type=Path, help="the merged report: .json, .md or .html")
     merge.add_argument("reports", type=Path, nargs="+", help="the shards' JSON reports")
     arguments = parser.parse_args(argv)
+    if arguments.output.suffix.lower() not in SUFFIXES:
+        parser.error(f"the output {str(arguments.output)!r} must end in .json, .md or .html (the format to write)")
+    if arguments.command == "report" and arguments.study_only and arguments.output.suffix.lower() != ".md":
+        parser.error(f"--study-only writes Markdown: give an output ending in .md, not {str(arguments.output)!r}")
+    if arguments.command == "report" and not 0.0 < arguments.alpha < 1.0:
+        parser.error(f"--alpha={arguments.alpha!r} must be between 0 and 1, e.g. 0.05")
     try:
         if arguments.command == "report":
             document = stored_document(arguments.baselines, alpha=arguments.alpha)

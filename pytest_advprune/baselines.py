@@ -144,7 +144,7 @@ class BaselineStore:
         try:
             text = path.read_bytes().decode("utf-8")
         except FileNotFoundError:
-            raise
+            raise  # not "unusable": there is no file (load() makes that None)
         except OSError as error:
             raise BaselineFileError(path, f"cannot be read ({error.strerror})") from None
         except UnicodeDecodeError as error:

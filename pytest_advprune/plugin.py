@@ -327,6 +327,7 @@ def check_baseline(request: pytest.FixtureRequest, advprune_session: AdvPruneSes
     from pytest_advprune.baselines import BaselineStore
     from pytest_advprune.gate import Verdict, judge
     from pytest_advprune.reports.study import robustness_gaps
+    from pytest_advprune.scheduling import strip_group
 
     settings = advprune_session.settings
     store = BaselineStore(settings.baselines_dir)
@@ -348,7 +349,7 @@ def check_baseline(request: pytest.FixtureRequest, advprune_session: AdvPruneSes
                 VERDICT_PROPERTY,
                 {
                     "cell": result.cell.id,
-                    "nodeid": request.node.nodeid,
+                    "nodeid": strip_group(request.node.nodeid),
                     "status": verdict.status,
                     "file": str(store.path_for(result.cell).relative_to(store.root)),
                     "payload": verdict.payload,

@@ -62,6 +62,46 @@ class PrunedModel:
     module: nn.Module
     size: SizeFigures
     weights_fingerprint: str
+    state: dict[str, torch.Tensor]  # a copy, to restore the model if a white-box attack changes it
+    modes: tuple[tuple[str, bool], ...]
+
+
+def _check_intact(
+    module: nn.Module,
+    fingerprint: str,
+    state: dict[str, torch.Tensor],
+    modes: tuple[tuple[str, bool], ...],
+    what: tuple[str, str],
+    culprit: str,
+) -> None:
+    """Raise ``IntegrityError`` naming ``culprit`` if ``module`` (``what``: its kind and name) no longer has
+    the weights or train/eval flags recorded, after restoring them."""
+    now = training_modes(module)
+    weights_changed = weights_fingerprint(module) != fingerprint
+    if not weights_changed and now == modes:
+        return
+    changes = []
+    if weights_changed:
+        changes.append("its weights")
+    flipped = [
+        f"{name!r} ({'training' if mode else 'eval'})"
+        for (name, mode), (_, was) in zip(now, modes, strict=False)  # a pruning may add modules
+        if mode != was
+    ]
+    if flipped:
+        changes.append(f"the train/eval mode of {len(flipped)} module(s): {', '.join(flipped[:3])}")
+    try:
+        module.load_state_dict(state)
+        for (_, training), sub in zip(modes, module.modules(), strict=True):
+            sub.training = training
+        restored = f"The {what[0]} was restored for the other cells."
+    except (RuntimeError, ValueError):  # its structure changed too (modules replaced in place)
+        restored = "Its structure changed too, so it cannot be restored: its other cells fail as well."
+    raise IntegrityError(
+        f"{culprit} changed the {what[0]} {what[1]!r}: {' and '.join(changes)}. An attack or pruning must leave "
+        "the model it is given as it found it (prune a copy: copy.deepcopy(model); restore model.train(mode) after "
+        f"crafting). {restored}"
+    )
 
 
 def weights_fingerprint(module: nn.Module) -> str:
@@ -224,32 +264,15 @@ class AdvPruneSession:
         """Fail naming ``culprit`` if the base model's weights or train/eval flags changed since it was
         built, after restoring them so that the other cells measure the model that was registered."""
         base = self.base_model(model)
-        modes = training_modes(base.module)
-        weights_changed = weights_fingerprint(base.module) != base.weights_fingerprint
-        if not weights_changed and modes == base.modes:
-            return
-        changes = []
-        if weights_changed:
-            changes.append("its weights")
-        flipped = [
-            f"{name!r} ({'training' if now else 'eval'})"
-            for (name, now), (_, was) in zip(modes, base.modes, strict=False)  # a pruning may add modules
-            if now != was
-        ]
-        if flipped:
-            changes.append(f"the train/eval mode of {len(flipped)} module(s): {', '.join(flipped[:3])}")
-        try:
-            base.module.load_state_dict(base.state)
-            for (_, training), sub in zip(base.modes, base.module.modules(), strict=True):
-                sub.training = training
-            restored = "The base model was restored for the other cells."
-        except (RuntimeError, ValueError):  # its structure changed too (modules replaced in place)
-            restored = "Its structure changed too, so it cannot be restored: its other cells fail as well."
-        raise IntegrityError(
-            f"{culprit} changed the base model {model!r}: {' and '.join(changes)}. An attack or pruning must leave "
-            "the model it is given as it found it (prune a copy: copy.deepcopy(model); restore model.train(mode) "
-            f"after crafting). {restored}"
-        )
+        what = ("base model", model)
+        _check_intact(base.module, base.weights_fingerprint, base.state, base.modes, what, culprit)
+
+    def check_pruned_intact(self, model: str, pruning: PruningSpec, culprit: str) -> None:
+        """The same for a pruned model, after a white-box craft on it: its other cells (and the cache, keyed
+        by its fingerprint) must see the model the pruning built."""
+        pruned = self.pruned_model(model, pruning)
+        what = ("pruned model", f"{model}-{pruning.id}")
+        _check_intact(pruned.module, pruned.weights_fingerprint, pruned.state, pruned.modes, what, culprit)
 
     def _check_forward(self, entry: ModelEntry, module: nn.Module, example: torch.Tensor) -> None:
         """One image of the model's dataset through the model: a model built for other inputs (channels,
@@ -312,7 +335,10 @@ class AdvPruneSession:
                 self.check_base_intact(model, f"pruning {pruning.name!r} (registered by {pruning.entry.origin})")
                 self._write("pruned_models", cache_key, module_to_bytes(module, {"size": size.__dict__}))
                 self._tell(f"pruned {model} with {pruning.id} in {time.perf_counter() - started:.1f} s")
-            self._pruned[key] = PrunedModel(pruning, module, size, weights_fingerprint(module))
+            state = {name: value.detach().clone() for name, value in module.state_dict().items()}
+            self._pruned[key] = PrunedModel(
+                pruning, module, size, weights_fingerprint(module), state, training_modes(module)
+            )
         return self._pruned[key]
 
     @property
@@ -345,8 +371,15 @@ class AdvPruneSession:
         base = self.base_model(cell.model)
         pruned = self.pruned_model(cell.model, cell.pruning)
         seed = derive_seed(self.settings.seed, "whitebox", cell.id)
+        culprit = f"attack {cell.attack.name!r} (registered by {cell.attack.entry.origin})"
         return self._craft(
-            base, pruned.module, pruned.weights_fingerprint, cell.attack, seed, target=f"{cell.model}-{cell.pruning.id}"
+            base,
+            pruned.module,
+            pruned.weights_fingerprint,
+            cell.attack,
+            seed,
+            check=lambda: self.check_pruned_intact(cell.model, cell.pruning, culprit),
+            target=f"{cell.model}-{cell.pruning.id}",
         )
 
     def _craft(
@@ -382,6 +415,8 @@ class AdvPruneSession:
         if cached is not None and cached.shape == data.images.shape:
             self._tell(f"crafted {attack.id} on {target}: read from the cache")
             return cached
+        if cached is not None and self.cache is not None:  # intact, but not examples of these images
+            self.cache.reject("adversarials", cache_key)
         generator = AttackGenerator.for_spec(attack, base.entry.normalization, seed, self.settings.batch_size)
         with self.threads():
             adversarials = generator(module, data.images, data.labels)
@@ -402,12 +437,13 @@ class AdvPruneSession:
         import torch
 
         from pytest_advprune import __version__
-        from pytest_advprune.cache import plugin_fingerprint
+        from pytest_advprune.cache.keys import library_versions, plugin_fingerprint
 
         return {
             "plugin": __version__,
             "plugin_code": plugin_fingerprint(),
             "torch": torch.__version__,
+            "libraries": library_versions(),
             "device": device_name(self.device),
             "threads": self.settings.threads,
             "model": base.entry.name,

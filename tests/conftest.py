@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from pytest_advprune.builtins import load_builtins
 from pytest_advprune.data import Dataset
+from pytest_advprune.options import Settings
 
 
 def _import_everything_heavy() -> None:
@@ -106,6 +108,33 @@ CELL_TEST = textwrap.dedent(
         check_baseline(cell_result)
     """
 )
+
+
+def plain_settings(**overrides: Any) -> Settings:
+    """Settings for unit tests that build them without a pytest config: small, fast, every pattern open."""
+    values: dict[str, Any] = {
+        "device": "cpu",
+        "update_baselines": False,
+        "baselines_dir": Path("baselines"),
+        "model_patterns": ("*",),
+        "pruning_patterns": ("*",),
+        "attack_patterns": ("*",),
+        "model_specs": None,
+        "pruning_specs": None,
+        "attack_specs": None,
+        "samples": None,
+        "seed": 0,
+        "tolerance": 2.0,
+        "metric_tolerances": {},
+        "finetune_epochs": 1,
+        "finetune_learning_rate": 1e-3,
+        "threads": 1,
+        "batch_size": 64,
+        "timing_batch_sizes": (1,),
+        "timing_rounds": 1,
+    }
+    values.update(overrides)
+    return Settings(**values)
 
 
 def baseline_tree(root: Path) -> dict[str, bytes]:

@@ -131,12 +131,16 @@ def test_a_module_that_cannot_be_pickled_is_not_cached() -> None:
 
 
 def _load_source(path: Path, source: str) -> object:
+    """Import ``source`` as a module of its own, as pytest imports a conftest.py (in sys.modules)."""
     import importlib.util
+    import sys
 
     path.write_text(textwrap.dedent(source))
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+    name = f"advprune_test_{path.parent.name}_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -184,6 +188,48 @@ def test_environment_variables_named_in_the_code_are_part_of_the_fingerprint(
     unset = code_fingerprint(module.prune)  # type: ignore[attr-defined]
     monkeypatch.setenv("RECIPE_X", "1")
     assert code_fingerprint(module.prune) != unset  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        # a factory's argument, closed over by the registered function
+        (
+            "def make(ratio):\n    def prune(m):\n        return ratio\n    return prune\nprune = make(0.3)\n",
+            "def make(ratio):\n    def prune(m):\n        return ratio\n    return prune\nprune = make(0.5)\n",
+        ),
+        # a default value, read when the function is defined
+        ("S = 1\ndef prune(m, scale=S):\n    return scale\n", "S = 2\ndef prune(m, scale=S):\n    return scale\n"),
+        # a container of settings
+        (
+            "R = {'iters': 3}\ndef prune(m):\n    return R['iters']\n",
+            "R = {'iters': 5}\ndef prune(m):\n    return R['iters']\n",
+        ),
+        # a method inherited from a project base class
+        (
+            "class Base:\n    def forward(self):\n        return 1\nclass prune(Base):\n    pass\n",
+            "class Base:\n    def forward(self):\n        return 2\nclass prune(Base):\n    pass\n",
+        ),
+        # a static method's global
+        (
+            "K = 1\nclass prune:\n    @staticmethod\n    def f():\n        return K\n",
+            "K = 2\nclass prune:\n    @staticmethod\n    def f():\n        return K\n",
+        ),
+    ],
+    ids=["closure", "default", "container", "inherited", "staticmethod"],
+)
+def test_what_a_function_reads_is_part_of_its_fingerprint(tmp_path: Path, before: str, after: str) -> None:
+    first = _load_source(tmp_path / "before.py", before)
+    second = _load_source(tmp_path / "after.py", after)
+    assert code_fingerprint(first.prune) != code_fingerprint(second.prune)  # type: ignore[attr-defined]
+    again = _load_source(tmp_path / "again.py", before)
+    assert code_fingerprint(first.prune) == code_fingerprint(again.prune)  # type: ignore[attr-defined]
+
+
+def test_an_object_without_a_stable_value_never_matches_another_run(tmp_path: Path) -> None:
+    source = "class Thing:\n    pass\nTHING = Thing()\ndef prune(m):\n    return THING\n"
+    first, second = (_load_source(tmp_path / f"o{i}.py", source) for i in range(2))
+    assert code_fingerprint(first.prune) != code_fingerprint(second.prune)  # type: ignore[attr-defined]
 
 
 def test_model_classes_fingerprint_sees_a_changed_forward_not_torch(tmp_path: Path) -> None:

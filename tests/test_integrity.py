@@ -30,6 +30,17 @@ SLOPPY = textwrap.dedent(
         return attack
 
 
+    @pytest_advprune.register_attack("spares_the_base", primary="eps", norm="Linf", eps=0.1)
+    def spares_the_base(model, eps):
+        def attack(images, labels):
+            # only the pruned model has weight matrices that are half zeros
+            if any(float((p == 0).float().mean()) > 0.3 for p in model.parameters() if p.dim() > 1):
+                with torch.no_grad():
+                    next(model.parameters()).add_(0.01)
+            return images
+        return attack
+
+
     BUILT = []
 
 
@@ -95,3 +106,23 @@ def test_a_pruning_that_changes_the_base_in_place_fails_naming_it(tiny_project: 
         ["*advprune: pruning 'in_place' (registered by conftest.*) changed the base model 'remembered': its weights*"]
     )
     assert not (tiny_project.path / "baselines").exists()
+
+
+def test_an_attack_that_changes_the_pruned_model_fails_its_cell_and_is_never_cached(
+    tiny_project: pytest.Pytester,
+) -> None:
+    tiny_project.makeconftest((tiny_project.path / "conftest.py").read_text() + SLOPPY)
+    tiny_project.makeini(
+        "[pytest]\nadvprune_models = tiny-linear\nadvprune_prunings = l1_unstructured:0.5\n"
+        "advprune_attacks =\n    spares_the_base:0.1\n    fgsm:0.1\n"
+        "advprune_finetune_epochs = 1\nadvprune_max_clean_drop = 100\n"
+    )
+    for _ in range(2):  # the second run meets the same failure: the white-box craft was not cached
+        result = tiny_project.runpytest("--update-baselines")
+        result.assert_outcomes(passed=1, errors=1)
+        result.stdout.fnmatch_lines(
+            [
+                "*advprune: attack 'spares_the_base' (registered by conftest.*) changed the pruned model "
+                "'tiny-linear-l1_unstructured_0.5': its weights*The pruned model was restored for the other cells.*"
+            ]
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from conftest import plain_settings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest
@@ -181,29 +182,7 @@ def baseline_of(result: CellResult) -> Baseline:
 
 
 def gate_settings() -> Settings:
-    from pathlib import Path
-
-    return Settings(
-        device="cpu",
-        update_baselines=False,
-        baselines_dir=Path("baselines"),
-        model_patterns=("*",),
-        pruning_patterns=("*",),
-        attack_patterns=("*",),
-        model_specs=None,
-        pruning_specs=None,
-        attack_specs=None,
-        samples=None,
-        seed=0,
-        tolerance=2.0,
-        metric_tolerances={},
-        finetune_epochs=1,
-        finetune_learning_rate=1e-3,
-        threads=1,
-        batch_size=64,
-        timing_batch_sizes=(1,),
-        timing_rounds=1,
-    )
+    return plain_settings()
 
 
 def test_a_rate_that_becomes_undefined_is_not_a_measured_regression() -> None:

@@ -254,3 +254,42 @@ def test_the_readme_study_table_is_generated_from_the_committed_baselines() -> N
     shown = readme.split("<!-- study:begin -->\n", 1)[1].split("<!-- study:end -->", 1)[0].strip()
     generated = "\n".join(study_tables(stored_document(root / "baselines")["study"])).strip()
     assert shown == generated, "regenerate it: python -m pytest_advprune report baselines/ -o study.md --study-only"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["report", "baselines", "-o", "report.txt"], "must end in .json, .md or .html"),
+        (["report", "baselines", "-o", "study.html", "--study-only"], "--study-only writes Markdown"),
+        (["report", "baselines", "-o", "r.md", "--alpha", "1"], "--alpha=1.0 must be between 0 and 1"),
+        (["merge-reports", "merged.txt", "a.json"], "must end in .json, .md or .html"),
+    ],
+)
+def test_the_command_refuses_bad_arguments_naming_them(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_advprune.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_merging_reports_of_different_runs_is_refused(project: pytest.Pytester) -> None:
+    from pytest_advprune.__main__ import main
+
+    project.runpytest("-p", "no:cacheprovider", "--advprune-report=a.json")
+    document = json.loads((project.path / "a.json").read_text())
+    document["gate"] = "tolerance"
+    (project.path / "b.json").write_text(json.dumps(document))
+    assert (
+        main(
+            ["merge-reports", str(project.path / "m.json"), str(project.path / "a.json"), str(project.path / "b.json")]
+        )
+        == 2
+    )
+    broken = {**document, "gate": "both", "cells": {"x": {"no": "id"}}}
+    (project.path / "c.json").write_text(json.dumps(broken))
+    assert main(["merge-reports", str(project.path / "m.json"), str(project.path / "c.json")]) == 2
+    assert not (project.path / "m.json").exists()

@@ -172,21 +172,25 @@ def test_a_bad_shard_option_stops_the_run(tiny_project: pytest.Pytester) -> None
     result.stderr.fnmatch_lines(["*--advprune-shard='3/2' is not a shard*"])
 
 
-def test_merging_conflicting_or_foreign_reports_fails_naming_the_file(tmp_path: Path) -> None:
+def test_merging_conflicting_or_foreign_reports_fails_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from pytest_advprune.__main__ import main
+    from pytest_advprune.reports.document import build_document, cell_record
 
-    good = tmp_path / "a.json"
-    good.write_text(
-        json.dumps({"gate": "both", "cells": {"m-p-a": {"status": "passed", "metrics": {}, "comparisons": []}}})
-    )
-    other = tmp_path / "b.json"
-    other.write_text(
-        json.dumps({"gate": "both", "cells": {"m-p-a": {"status": "failed", "metrics": {}, "comparisons": []}}})
-    )
+    def report(name: str, status: str) -> Path:
+        cell = cell_record(id="m-p-a", model="m", pruning="p", attack="a", attack_id="a", status=status)
+        path = tmp_path / name
+        path.write_text(json.dumps(build_document([cell], source="run", gate="both", plugin_version="1")))
+        return path
+
+    good, other = report("a.json", "passed"), report("b.json", "failed")
     foreign = tmp_path / "c.json"
     foreign.write_text("[1, 2]")
     assert main(["merge-reports", str(tmp_path / "out.json"), str(good), str(other)]) == 2
+    assert "cell 'm-p-a' is in" in capsys.readouterr().err
     assert main(["merge-reports", str(tmp_path / "out.json"), str(good), str(foreign)]) == 2
+    assert f"{foreign}: not a pytest-advprune JSON report" in capsys.readouterr().err
     assert not (tmp_path / "out.json").exists()
     assert main(["merge-reports", str(tmp_path / "out.md"), str(good), str(good)]) == 0
     assert "m-p-a" in (tmp_path / "out.md").read_text()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import textwrap
-from pathlib import Path
 
 import pytest
-from conftest import CELL_TEST, TINY_CONFTEST, baseline_tree
+from conftest import CELL_TEST, TINY_CONFTEST, baseline_tree, plain_settings
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -222,27 +221,7 @@ def test_str_parameters_and_bare_values_without_a_primary_are_not_swept() -> Non
 
 
 def matrix_settings(prunings: tuple[str, ...], attacks: tuple[str, ...], models: tuple[str, ...]) -> Settings:
-    return Settings(
-        device="cpu",
-        update_baselines=False,
-        baselines_dir=Path("baselines"),
-        model_patterns=("*",),
-        pruning_patterns=("*",),
-        attack_patterns=("*",),
-        model_specs=models,
-        pruning_specs=prunings,
-        attack_specs=attacks,
-        samples=None,
-        seed=0,
-        tolerance=2.0,
-        metric_tolerances={},
-        finetune_epochs=1,
-        finetune_learning_rate=1e-3,
-        threads=1,
-        batch_size=64,
-        timing_batch_sizes=(1,),
-        timing_rounds=1,
-    )
+    return plain_settings(model_specs=models, pruning_specs=prunings, attack_specs=attacks)
 
 
 def test_a_sweep_line_is_its_values_written_one_by_one() -> None:

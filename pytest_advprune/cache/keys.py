@@ -16,6 +16,7 @@ import hashlib
 import inspect
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def _collect(obj: Any, parts: list[str], seen: set[int]) -> None:
         return
     seen.add(id(obj))
     if isinstance(obj, functools.partial):
-        parts.append(f"partial args {obj.args!r} {sorted(obj.keywords.items())!r}")
+        parts.append(f"partial args {_value(obj.args)} {_value(obj.keywords)}")
         _collect(obj.func, parts, seen)
         return
     if inspect.ismodule(obj):
@@ -67,18 +68,94 @@ def _collect(obj: Any, parts: list[str], seen: set[int]) -> None:
     parts.append(f"{getattr(target, '__qualname__', type(target).__name__)}: {_source(target)}")
     functions = [target] if inspect.isfunction(target) else []
     if inspect.isclass(target):
-        functions = [inspect.unwrap(f) for f in vars(target).values() if inspect.isfunction(f)]
+        # The class and the project classes it inherits from (a forward defined in a base class), and
+        # every function of theirs: methods, static and class methods, property accessors.
+        for cls in inspect.getmro(target)[1:]:
+            if _is_project_code(cls):
+                _collect(cls, parts, seen)
+        functions = [f for member in vars(target).values() for f in _functions_of(member)]
     for function in functions:
-        for variable in sorted(_environment_names(function.__code__)):
-            parts.append(f"environment {variable} = {os.environ.get(variable)!r}")
-        for name in sorted(_global_names(function.__code__)):
-            if name not in function.__globals__:
-                continue
-            value = function.__globals__[name]
-            if isinstance(value, (type(None), bool, int, float, complex, str, bytes, tuple, frozenset)):
-                parts.append(f"constant {name} = {value!r}")
-            elif _is_project_code(value):
-                _collect(value, parts, seen)
+        _collect_function(function, parts, seen)
+
+
+def _functions_of(member: Any) -> list[Any]:
+    if isinstance(member, (staticmethod, classmethod)):
+        member = member.__func__
+    if isinstance(member, property):
+        return [inspect.unwrap(f) for f in (member.fget, member.fset, member.fdel) if inspect.isfunction(f)]
+    return [inspect.unwrap(member)] if inspect.isfunction(member) else []
+
+
+def _collect_function(function: Any, parts: list[str], seen: set[int]) -> None:
+    """What a function reads besides its own text: environment variables it names, the globals it uses,
+    the variables it closes over (a factory's arguments) and its default values."""
+    for variable in sorted(_environment_names(function.__code__)):
+        parts.append(f"environment {variable} = {os.environ.get(variable)!r}")
+    names = sorted(_global_names(function.__code__))  # also attribute names: only globals are kept
+    used = [(name, function.__globals__[name]) for name in names if name in function.__globals__]
+    closure = zip(function.__code__.co_freevars, function.__closure__ or (), strict=False)
+    for name, cell in closure:
+        try:
+            used.append((f"closure {name}", cell.cell_contents))
+        except ValueError:  # an empty cell: nothing bound yet
+            continue
+    used += [(f"default {i}", value) for i, value in enumerate(function.__defaults__ or ())]
+    used += [(f"default {key}", value) for key, value in sorted((function.__kwdefaults__ or {}).items())]
+    for name, value in used:
+        if _is_project_code(value):
+            _collect(value, parts, seen)
+        elif inspect.isfunction(value) or inspect.isclass(value) or inspect.ismodule(value):
+            parts.append(f"library {name}: {_library_version(value)}")
+        else:
+            parts.append(f"value {name} = {_value(value)}")
+
+
+def _value(value: Any, depth: int = 0) -> str:
+    """A value's fingerprint text: primitives and containers of them by value (recursively); other
+    objects by their repr when it carries no memory address (``torch.device('cpu')``); anything else by
+    identity, which never matches another run, so a result that depends on it is never served stale."""
+    if isinstance(value, (type(None), bool, int, float, complex, str, bytes)):
+        return repr(value)
+    if depth < 8 and isinstance(value, (tuple, list, set, frozenset)):
+        items = [_value(item, depth + 1) for item in value]
+        return f"{type(value).__name__}({', '.join(sorted(items) if isinstance(value, (set, frozenset)) else items)})"
+    if depth < 8 and isinstance(value, dict):
+        items = sorted(f"{_value(k, depth + 1)}: {_value(v, depth + 1)}" for k, v in value.items())
+        return f"dict({', '.join(items)})"
+    text = repr(value)
+    if " at 0x" not in text and " object at " not in text:
+        return f"{type(value).__module__}.{type(value).__qualname__} {text}"
+    return f"unfingerprinted {id(value)} {text}"
+
+
+def _library_version(value: Any) -> str:
+    """``name==version`` of the installed distribution a function, class or module comes from (its code is
+    not read: an upgrade changes the version); the Python version for the standard library."""
+    import sys
+
+    module = value.__name__ if inspect.ismodule(value) else str(getattr(value, "__module__", ""))
+    top = module.split(".")[0]
+    if top in sys.stdlib_module_names or top == "builtins":
+        return f"python {sys.version_info[:3]}"
+    distributions = _packages_distributions().get(top, [])
+    versions = sorted(f"{name}=={_distribution_version(name)}" for name in distributions)
+    return ", ".join(versions) or f"{module} (no installed distribution)"
+
+
+@functools.lru_cache(maxsize=1)
+def _packages_distributions() -> Mapping[str, list[str]]:
+    from importlib import metadata
+
+    return metadata.packages_distributions()
+
+
+def _distribution_version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _source(obj: Any) -> str:
@@ -143,12 +220,22 @@ def _installation_roots() -> tuple[Path, ...]:
 
 
 def module_classes_fingerprint(module: Any) -> str:
-    """The source of every class in ``module`` (its submodules included) that does not come from torch:
-    a changed ``forward`` changes what a model computes without changing its weights. torch's own
-    classes are covered by the torch version in the key."""
+    """The source of every class in ``module`` (its submodules included) that does not come from torch or
+    torchvision: a changed ``forward`` changes what a model computes without changing its weights. Their
+    own classes are covered by their versions in the key (``library_versions``)."""
     classes = {type(sub) for sub in module.modules()}
     own = sorted(
         (cls for cls in classes if cls.__module__.split(".")[0] not in ("torch", "torchvision")),
         key=lambda cls: f"{cls.__module__}.{cls.__qualname__}",
     )
     return _sha("\n".join(f"{cls.__module__}.{cls.__qualname__}:{code_fingerprint(cls)}" for cls in own))
+
+
+# Libraries whose code computes the built-in prunings and attacks, and data transforms: their versions
+# go into every key (an upgrade in place must not serve the old results).
+LIBRARIES = ("torch", "torchvision", "torchattacks", "torch-pruning", "numpy", "scikit-learn")
+
+
+@functools.lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    return {name: _distribution_version(name) for name in LIBRARIES}

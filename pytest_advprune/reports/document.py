@@ -39,6 +39,7 @@ CELL_FIELDS: dict[str, Any] = {  # every cell carries every field; the defaults 
     "accepted": False,
     "worst": None,
     "gaps": {},
+    "error": None,  # why a cell with status "error" measured nothing (the last line of its failure)
 }
 
 

@@ -53,3 +53,13 @@ def change(gap: Mapping[str, Any] | None) -> str:
 
 def speedup(value: object) -> str:
     return f"{value:.2f}x" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+
+
+def level(items: object) -> str:
+    """The confidence of the intervals in ``items`` (changes, or study rows with their gaps) as ``95%``;
+    every interval of one report has the level of its run's ``advprune_alpha``."""
+    for item in items if isinstance(items, (list, tuple)) else ():
+        for candidate in (item, item.get("pruned_vs_base"), item.get("transfer_vs_base")):
+            if isinstance(candidate, Mapping) and isinstance(candidate.get("confidence"), (int, float)):
+                return f"{100 * candidate['confidence']:g}%"
+    return "95%"

@@ -9,7 +9,7 @@ from typing import Any
 
 from pytest_advprune.reports import formatting as fmt
 from pytest_advprune.reports.document import ATTENTION
-from pytest_advprune.reports.markdown import STUDY_NOTE, summary_line
+from pytest_advprune.reports.markdown import study_note, summary_line
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #1f2328; }
@@ -36,7 +36,11 @@ def render_html(document: Mapping[str, Any], figures: Sequence[Any] | None = Non
     if document["cells"]:
         parts += ["<h2>Cells</h2>", _cells_table(list(document["cells"].values()))]
     if document["study"]:
-        parts += ["<h2>Pruned vs base</h2>", f"<p>{_e(STUDY_NOTE)}</p>", *_study_tables(document["study"])]
+        parts += [
+            "<h2>Pruned vs base</h2>",
+            f"<p>{_e(study_note(document['study']))}</p>",
+            *_study_tables(document["study"]),
+        ]
     if figures or figures_note:
         parts.append("<h2>Figures</h2>")
         parts += [f"<p>{_e(figures_note)}</p>"] if figures_note else []
@@ -101,6 +105,7 @@ def _attention(cell: Mapping[str, Any]) -> str:
             f"invariant <code>{_e(violation['invariant'])}</code> violated: {_e(violation['metric'])} "
             f"{_e(fmt.points(violation['observed']))} (allowed: {_e(violation['allowed'])})"
         )
+    items += [f"error: {_e(cell['error'])}"] if cell.get("error") else []
     items += [f"sanity flag: {_e(flag)}" for flag in cell.get("flags") or ()]
     parts = [f"<h3><code>{_e(cell['id'])}</code>: {_e(cell['status'])}</h3>", "<ul>"]
     parts += [f"<li>{item}</li>" for item in items] + ["</ul>"]
@@ -113,7 +118,8 @@ def _attention(cell: Mapping[str, Any]) -> str:
 
 
 def _metric_table(changes: Sequence[Mapping[str, Any]], *, with_allowed: bool) -> str:
-    header = ["metric", "baseline", "observed", "change [95% CI]", "McNemar p"] + (["allowed"] if with_allowed else [])
+    header = ["metric", "baseline", "observed", f"change [{fmt.level(list(changes))} CI]", "McNemar p"]
+    header += ["allowed"] if with_allowed else []
     rows = [
         [
             str(c["metric"]),
@@ -138,8 +144,11 @@ def _cells_table(cells: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _study_tables(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    header = ["attack", "pruning", "base", "pruned", "pruned - base [95% CI]", "p", "transfer"]
-    header += ["transfer - base [95% CI]", "p", "sparsity", "MACs", "speedup"]
+    ci = f"[{fmt.level(list(rows))} CI]"
+    header = ["attack", "pruning", "base", "pruned", f"pruned - base {ci}", "p", "transfer"]
+    header += [f"transfer - base {ci}", "p", "sparsity", "MACs"]
+    timed = any(row.get("speedup") is not None for row in rows)  # a run that timed latencies
+    header += ["speedup"] if timed else []
     parts = []
     for model in sorted({row["model"] for row in rows}):
         table_rows = []
@@ -158,10 +167,10 @@ def _study_tables(rows: Sequence[Mapping[str, Any]]) -> list[str]:
                     fmt.p_value(transfer.get("p_value")),
                     fmt.points(row["sparsity"]),
                     f"{fmt.count(row['pruned_macs'])} / {fmt.count(row['base_macs'])}",
-                    fmt.speedup(row["speedup"]),
                 ]
+                + ([fmt.speedup(row["speedup"])] if timed else [])
             )
-        parts += [f"<h3>{_e(model)}</h3>", _table(header, table_rows, [False, False] + [True] * 10)]
+        parts += [f"<h3>{_e(model)}</h3>", _table(header, table_rows, [False, False] + [True] * (len(header) - 2))]
     return parts
 
 

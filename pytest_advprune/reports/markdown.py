@@ -26,7 +26,7 @@ def render_markdown(document: Mapping[str, Any]) -> str:
     if document["cells"]:
         lines += ["", "## Cells", "", *cells_table(list(document["cells"].values()))]
     if document["study"]:
-        lines += ["", "## Pruned vs base", "", STUDY_NOTE, *study_tables(document["study"])]
+        lines += ["", "## Pruned vs base", "", study_note(document["study"]), *study_tables(document["study"])]
     flagged = [(cell["id"], flag) for cell in document["cells"].values() for flag in cell["flags"]]
     if flagged:
         lines += ["", "## Sanity flags", "", *[f"- `{cell}`: {flag}" for cell, flag in flagged]]
@@ -35,11 +35,12 @@ def render_markdown(document: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-STUDY_NOTE = (
-    "Robust accuracy in %; gaps in points, pruned minus base on the same samples, with the 95% paired "
-    "(Newcombe) interval and McNemar's exact p-value. White-box: each model attacked itself; transfer: the "
-    "base model's adversarial examples on the pruned model."
-)
+def study_note(rows: list[Mapping[str, Any]]) -> str:
+    return (
+        f"Robust accuracy in %; gaps in points, pruned minus base on the same samples, with the {fmt.level(rows)} "
+        "paired (Newcombe) interval and McNemar's exact p-value. White-box: each model attacked itself; transfer: "
+        "the base model's adversarial examples on the pruned model."
+    )
 
 
 def _title_suffix(document: Mapping[str, Any]) -> str:
@@ -70,6 +71,8 @@ def cell_details(cell: Mapping[str, Any]) -> list[str]:
             f"{fmt.points(violation['observed'])} (allowed: {violation['allowed']}){' ' + interval if interval else ''}"
             f"{p_value}"
         )
+    if cell.get("error"):
+        lines.append(f"- error: {cell['error']}")
     for flag in cell.get("flags") or ():
         lines.append(f"- sanity flag: {flag}")
     if cell.get("failing"):
@@ -80,7 +83,8 @@ def cell_details(cell: Mapping[str, Any]) -> list[str]:
 
 
 def metric_table(changes: list[Mapping[str, Any]], *, with_allowed: bool) -> list[str]:
-    header = "| metric | baseline | observed | change [95% CI] | McNemar p |" + (" allowed |" if with_allowed else "")
+    header = f"| metric | baseline | observed | change [{fmt.level(changes)} CI] | McNemar p |"
+    header += " allowed |" if with_allowed else ""
     lines = [header, "|---|---:|---:|---:|---:|" + ("---|" if with_allowed else "")]
     for change in changes:
         metric = str(change["metric"])
@@ -109,26 +113,29 @@ def cells_table(cells: list[Mapping[str, Any]]) -> list[str]:
 
 
 def study_tables(rows: list[Mapping[str, Any]]) -> list[str]:
+    """One table per model; the speedup column only when the latencies were measured (a run that timed)."""
+    timed = any(row.get("speedup") is not None for row in rows)
+    ci = f"[{fmt.level(rows)} CI]"
     lines: list[str] = []
     for model in sorted({row["model"] for row in rows}):
         lines += [
             "",
             f"### {model}",
             "",
-            "| attack | pruning | base | pruned | pruned - base [95% CI] | p | transfer | transfer - base [95% CI] "
-            "| p | sparsity | MACs | speedup |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| attack | pruning | base | pruned | pruned - base {ci} | p | transfer | transfer - base {ci} "
+            "| p | sparsity | MACs |" + (" speedup |" if timed else ""),
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if timed else ""),
         ]
         for row in (r for r in rows if r["model"] == model):
             pruned_gap, transfer_gap = row.get("pruned_vs_base") or {}, row.get("transfer_vs_base") or {}
-            lines.append(
+            line = (
                 f"| {row['attack']} | {row['pruning']} | {fmt.points(row['base_robust_accuracy'])} "
                 f"| {fmt.points(row['pruned_robust_accuracy'])} | {fmt.change(pruned_gap)} "
                 f"| {fmt.p_value(pruned_gap.get('p_value'))} | {fmt.points(row['transfer_robust_accuracy'])} "
                 f"| {fmt.change(transfer_gap)} | {fmt.p_value(transfer_gap.get('p_value'))} "
-                f"| {fmt.points(row['sparsity'])} | {fmt.count(row['pruned_macs'])} / {fmt.count(row['base_macs'])} "
-                f"| {fmt.speedup(row['speedup'])} |"
+                f"| {fmt.points(row['sparsity'])} | {fmt.count(row['pruned_macs'])} / {fmt.count(row['base_macs'])} |"
             )
+            lines.append(line + (f" {fmt.speedup(row['speedup'])} |" if timed else ""))
     return lines
 
 

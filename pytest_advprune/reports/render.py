@@ -64,24 +64,31 @@ def merge_reports(paths: Sequence[Path]) -> dict[str, Any]:
     if not paths:
         raise ReportError("no report given: name the shards' JSON reports.")
     reports = [read_report(path) for path in paths]
-    gates = {report.get("gate") for report in reports}
-    if len(gates) > 1:
-        raise ReportError(
-            f"the reports have different gates ({sorted(map(str, gates))}): merge one configuration only."
-        )
+    for key in ("gate", "source", "plugin_version"):
+        values = {str(report.get(key)) for report in reports}
+        if len(values) > 1:
+            raise ReportError(
+                f"the reports differ in {key} ({', '.join(sorted(values))}): merge the shards of one run only."
+            )
     cells: dict[str, dict[str, Any]] = {}
     owner: dict[str, Path] = {}
     latency: dict[tuple[Any, ...], dict[str, Any]] = {}
     for path, report in zip(paths, reports, strict=True):
-        for cell in report["cells"].values():
-            if cell["id"] in cells and cells[cell["id"]] != cell:
-                raise ReportError(
-                    f"cell {cell['id']!r} is in {owner[cell['id']]} and in {path} with different results. Each shard "
-                    "runs other cells: were these reports written by one sharded run?"
-                )
-            cells[cell["id"]], owner[cell["id"]] = cell, path
-        for row in report.get("latency") or ():
-            latency[(row["model"], row["pruning"], row["batch_size"])] = row
+        try:
+            for cell in report["cells"].values():
+                if cell["id"] in cells and cells[cell["id"]] != cell:
+                    raise ReportError(
+                        f"cell {cell['id']!r} is in {owner[cell['id']]} and in {path} with different results. Each "
+                        "shard runs other cells: were these reports written by one sharded run?"
+                    )
+                cells[cell["id"]], owner[cell["id"]] = cell, path
+            for row in report.get("latency") or ():
+                where = (row["model"], row["pruning"], row["batch_size"])
+                if where in latency and latency[where] != row:
+                    raise ReportError(f"{path}: the latency of {where} differs from another report's.")
+                latency[where] = row
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ReportError(f"{path}: a cell or latency row lacks a field ({error!r}): is it a report?") from None
     return build_document(
         cells.values(),
         source=str(reports[0].get("source", "run")),

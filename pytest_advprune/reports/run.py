@@ -24,6 +24,7 @@ from pytest_advprune.gate import WRITE, describe_worst
 from pytest_advprune.reports.document import build_document, cell_record, latency_rows
 from pytest_advprune.reports.render import render, write_report
 from pytest_advprune.reports.terminal import matrix_lines
+from pytest_advprune.scheduling import strip_group
 
 if TYPE_CHECKING:
     from pytest_advprune.session import AdvPruneSession
@@ -130,22 +131,25 @@ class RunReport:
                 else:
                     self.deleted.append(path)
             self.unused = kept
+        # A report that cannot be written is an error of the run, never a crash that hides the gate's verdict.
         if self.settings.report_path is not None:
             try:
                 write_report(self.settings.report_path, self.document())
-            except OSError as error:
+            except Exception as error:
+                reason = error.strerror if isinstance(error, OSError) and error.strerror else repr(error)
                 self.finish_errors.append(
-                    f"could not write the report {display_path(self.settings.report_path, self.rootdir)}: "
-                    f"{error.strerror or error}"
+                    f"could not write the report {display_path(self.settings.report_path, self.rootdir)}: {reason}"
                 )
         step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if step_summary and not hasattr(session.config, "workerinput"):
-            # GitHub Actions shows this file on the run's page: the Markdown report goes there as well.
+        if step_summary:  # GitHub Actions shows this file on the run's page: the Markdown report goes there too
             try:
                 with open(step_summary, "a", encoding="utf-8") as summary:
                     summary.write(render(self.document(), ".md"))
-            except OSError as error:
-                self.finish_errors.append(f"could not append to GITHUB_STEP_SUMMARY ({step_summary}): {error.strerror}")
+            except Exception as error:
+                reason = error.strerror if isinstance(error, OSError) and error.strerror else repr(error)
+                self.finish_errors.append(
+                    f"could not append the report to GITHUB_STEP_SUMMARY ({step_summary}): {reason}"
+                )
         if (self.write_errors or self.finish_errors) and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -194,11 +198,13 @@ class RunReport:
         an assertion of the test itself) still gets a verdict and a count."""
         if "advprune_cell" not in report.keywords:
             return
-        cell = report.nodeid.rpartition("[")[2].rstrip("]") or report.nodeid
+        cell = strip_group(report.nodeid).rpartition("[")[2].rstrip("]") or report.nodeid
         if cell not in self.verdicts:
             self.verdicts[cell] = "error"
             message = report.longreprtext.strip().splitlines()
-            self.records[cell] = cell_record(id=cell, status="error", nodeid=report.nodeid, flags=message[-1:])
+            self.records[cell] = cell_record(
+                id=cell, status="error", nodeid=strip_group(report.nodeid), error=message[-1] if message else None
+            )
 
     def _write(self, value: dict[str, Any], baseline: dict[str, Any]) -> str:
         if self.settings.ci_mode or not self.settings.update_baselines:  # never, whatever a worker sent
@@ -342,7 +348,7 @@ class RunReport:
         rows = []
         for (model, batch, variant), median in sorted(self.latencies.items()):
             base = self.latencies.get((model, batch, "base"))
-            if variant != "base" and base is not None:
+            if variant != "base" and base is not None and median > 0:
                 rows.append((model, variant, batch, base, median, base / median))
         if not rows:
             return []
