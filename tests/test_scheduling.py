@@ -153,6 +153,13 @@ def test_shards_split_by_model_and_together_make_the_whole_run(two_model_project
         for attack in ("fgsm_0.1", "pgd_linf_0.1_steps3")
     )
     assert all(record["status"] == "created" for record in cells.values())
+    assert json.loads((two_model_project.path / "shard-1.json").read_text())["shard"] == {"index": 1, "count": 2}
+    assert json.loads(merged.read_text())["shard"] is None
+
+    # A shard's report missing (its job failed before writing it): the merge says which.
+    command = [sys.executable, "-m", "pytest_advprune", "merge-reports", str(merged), "shard-1.json"]
+    done = subprocess.run(command, cwd=two_model_project.path, capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "the report of shard 2/2 is missing" in done.stderr
 
 
 def test_a_shard_without_models_says_so(two_model_project: pytest.Pytester) -> None:

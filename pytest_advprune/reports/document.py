@@ -110,6 +110,7 @@ def build_document(
     gate: str | None,
     plugin_version: str,
     latency: Iterable[Mapping[str, Any]] = (),
+    shard: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """The whole report: ``source`` is ``run`` (statuses are the gate's verdicts) or ``baselines`` (rendered
     from stored files: every status is ``stored``, and nothing was compared)."""
@@ -122,6 +123,7 @@ def build_document(
         "plugin_version": plugin_version,
         "source": source,
         "gate": gate,
+        "shard": None if shard is None else {"index": shard[0], "count": shard[1]},
         "summary": {
             "cells": len(cells),
             "statuses": {status: counts[status] for status in STATUSES if counts[status]},

@@ -70,6 +70,7 @@ def merge_reports(paths: Sequence[Path]) -> dict[str, Any]:
             raise ReportError(
                 f"the reports differ in {key} ({', '.join(sorted(values))}): merge the shards of one run only."
             )
+    _check_shards(paths, reports)
     cells: dict[str, dict[str, Any]] = {}
     owner: dict[str, Path] = {}
     latency: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -89,10 +90,37 @@ def merge_reports(paths: Sequence[Path]) -> dict[str, Any]:
                 latency[where] = row
         except (KeyError, TypeError, AttributeError) as error:
             raise ReportError(f"{path}: a cell or latency row lacks a field ({error!r}): is it a report?") from None
-    return build_document(
+    return build_document(  # the whole matrix again: "shard" is null
         cells.values(),
         source=str(reports[0].get("source", "run")),
         gate=reports[0].get("gate"),
         plugin_version=str(reports[0].get("plugin_version")),
         latency=[latency[key] for key in sorted(latency)],
     )
+
+
+def _check_shards(paths: Sequence[Path], reports: Sequence[dict[str, Any]]) -> None:
+    """Reports of ``--advprune-shard`` runs merge only when every shard of one split is there, once."""
+    shards = [report.get("shard") for report in reports]
+    if not any(shards):
+        return
+    if not all(isinstance(shard, dict) for shard in shards):
+        raise ReportError("some reports come from --advprune-shard runs and some do not: merge the shards of one run.")
+    counts = {int(shard["count"]) for shard in shards if isinstance(shard, dict)}
+    if len(counts) > 1:
+        raise ReportError(f"the reports split the matrix into different numbers of shards ({sorted(counts)}).")
+    count = counts.pop()
+    seen: dict[int, Path] = {}
+    for path, shard in zip(paths, shards, strict=True):
+        index = int(shard["index"]) if isinstance(shard, dict) else 0
+        if index in seen and seen[index] != path:
+            raise ReportError(
+                f"shard {index}/{count} is in {seen[index]} and in {path}: give each shard's report once."
+            )
+        seen[index] = path
+    missing = [f"{index}/{count}" for index in range(1, count + 1) if index not in seen]
+    if missing:
+        raise ReportError(
+            f"the report of shard {', '.join(missing)} is missing: a merged report must hold every shard of the run "
+            "(did that job fail before writing its report?)."
+        )

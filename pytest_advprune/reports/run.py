@@ -313,6 +313,7 @@ class RunReport:
             gate=self.settings.gate,
             plugin_version=__version__,
             latency=latency_rows(self.latencies),
+            shard=None if self.settings.shard is None else (self.settings.shard.index, self.settings.shard.count),
         )
 
     def cache_lines(self) -> list[str]:
