@@ -198,9 +198,10 @@ def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
     mine = sorted(model for model, index in shard_of_model.items() if index == shard.index)
     line = f"advprune shard {shard}: "
     if not mine:
+        models = len(shard_of_model)
         return [
-            line + f"no model ({len(shard_of_model)} models in {shard.count} shards): use at most "
-            f"{len(shard_of_model)} shards"
+            line + f"no model ({models} model{'s' if models != 1 else ''} in {shard.count} shards): use at most "
+            f"{models} shard{'s' if models != 1 else ''}"
         ]
     return [line + f"models {', '.join(mine)} (of {len(shard_of_model)} in {shard.count} shards)"]
 

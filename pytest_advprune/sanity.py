@@ -159,7 +159,8 @@ def _compare(record: Mapping[str, Any], other: Mapping[str, Any], other_id: str,
     if name is not None and other["attack"] == "pgd_linf" and same_eps:
         for who in sorted(set(mine) & set(theirs)):
             if mine[who] < theirs[who] - noise:
-                flags.append(Flag(name, f"{who} robust accuracy {mine[who]:g} vs {theirs[who]:g} under {other_id}"))
+                seen = f"{who} robust accuracy {mine[who]:g} vs {theirs[who]:g} under {other_id}"
+                flags.append(Flag(name, seen + _short_travel(other_params)))
     larger_eps = _differ_only_in_eps(params, other_params) and float(params["eps"]) > float(other_params["eps"])
     if record["attack"] == other["attack"] and larger_eps:
         for who in sorted(set(mine) & set(theirs)):
@@ -172,6 +173,22 @@ def _compare(record: Mapping[str, Any], other: Mapping[str, Any], other_id: str,
                     )
                 )
     return flags
+
+
+def _short_travel(pgd: Mapping[str, Any]) -> str:
+    """The likelier cause, when PGD's steps cannot even cross its ball: ``alpha`` is absolute, so a user
+    who lowers ``steps`` or raises ``eps`` without setting ``alpha`` gets a PGD that cannot reach the edge."""
+    values = [pgd.get(key) for key in ("eps", "alpha", "steps")]
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(numbers) != 3:
+        return ""
+    eps, alpha, steps = numbers
+    if steps <= 0 or alpha * steps >= eps:
+        return ""
+    return (
+        f"; that PGD's steps x alpha = {alpha * steps:g} is shorter than eps = {eps:g}, so it cannot reach the "
+        f"edge of its ball: set alpha too, e.g. alpha={2.5 * eps / steps:.4g} (2.5 * eps / steps)"
+    )
 
 
 def _differ_only_in_eps(params: Mapping[str, Any], other: Mapping[str, Any]) -> bool:

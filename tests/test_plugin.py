@@ -370,7 +370,7 @@ def test_timing_under_xdist_prints_one_notice(tiny_project: pytest.Pytester) -> 
     result.assert_outcomes(passed=3)  # xdist's controller does not count deselected items
     notices = [line for line in result.outlines if "timing tests measured nothing" in line]
     assert len(notices) == 1, result.stdout.str()
-    assert "pytest suites/ -m advprune_timing" in notices[0]
+    assert "serial run (no -n): pytest -m advprune_timing" in notices[0]
 
 
 def test_fixtures_expose_the_pieces_of_a_cell(tiny_project: pytest.Pytester) -> None:

@@ -144,3 +144,21 @@ def test_a_softmax_model_is_flagged_in_the_summary_and_fails_when_asked(
 
 def test_flag_descriptions_say_what_they_usually_mean() -> None:
     assert "gradient masking" in Flag("transfer_beats_whitebox", "x").describe()
+
+
+def test_fgsm_beating_a_pgd_too_short_to_cross_its_ball_says_to_set_alpha() -> None:
+    from pytest_advprune.sanity import matrix_flags
+
+    def record(attack: str, params: dict[str, object], robust: float) -> dict[str, object]:
+        metrics = {"base_robust_accuracy": robust, "pruned_robust_accuracy": robust}
+        return {"model": "m", "pruning": "p", "attack": attack, "params": params, "metrics": metrics}
+
+    cells = {
+        "fgsm": record("fgsm", {"eps": 0.1}, 14.0),
+        "pgd": record("pgd_linf", {"eps": 0.1, "alpha": 0.0125, "steps": 5}, 46.0),
+    }
+    flags = [flag.describe() for flag in matrix_flags(cells, 2.0)["fgsm"]]
+    assert flags and all("steps x alpha = 0.0625 is shorter than eps = 0.1" in f for f in flags)
+    assert all("alpha=0.05 (2.5 * eps / steps)" in f for f in flags)
+    cells["pgd"] = record("pgd_linf", {"eps": 0.1, "alpha": 0.0125, "steps": 20}, 46.0)
+    assert all("steps x alpha" not in flag.describe() for flag in matrix_flags(cells, 2.0)["fgsm"])

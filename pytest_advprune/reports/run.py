@@ -298,7 +298,7 @@ class RunReport:
             lines.append(
                 f"notice: {_count(self.unmeasured_timings, 'timing test')} measured nothing: pytest-benchmark "
                 "disables itself under xdist (-n) or --benchmark-disable. "
-                "Time serially: pytest suites/ -m advprune_timing"
+                "Time them in a serial run (no -n): pytest -m advprune_timing"
             )
         lines += self.latency_lines()
         return lines
@@ -346,16 +346,16 @@ class RunReport:
 
     def latency_lines(self) -> list[str]:
         """One row per pruned variant and batch size: base and pruned median latency, speedup = base / pruned."""
-        rows = []
-        for (model, batch, variant), median in sorted(self.latencies.items()):
-            base = self.latencies.get((model, batch, "base"))
-            if variant != "base" and base is not None and median > 0:
-                rows.append((model, variant, batch, base, median, base / median))
+        rows = [row for row in latency_rows(self.latencies) if row["speedup"] is not None]
         if not rows:
             return []
         header = f"{'model':<12}{'pruning':<24}{'batch':>6}{'base ms':>10}{'pruned ms':>11}{'speedup':>9}"
         lines = ["median inference latency (pytest-benchmark)", header]
-        lines += [f"{m:<12}{v:<24}{n:>6}{b * 1e3:>10.3f}{p * 1e3:>11.3f}{s:>8.2f}x" for m, v, n, b, p, s in rows]
+        lines += [
+            f"{r['model']:<12}{r['pruning']:<24}{r['batch_size']:>6}{r['base_median_seconds'] * 1e3:>10.3f}"
+            f"{r['median_seconds'] * 1e3:>11.3f}{r['speedup']:>8.2f}x"
+            for r in rows
+        ]
         return lines
 
 

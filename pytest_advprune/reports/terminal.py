@@ -21,7 +21,9 @@ def matrix_lines(cells: Iterable[Mapping[str, Any]]) -> list[str]:
         return []
     lines = ["robust accuracy % (white-box / transfer, status); base: the base model's white-box robust accuracy"]
     for model, model_cells in sorted(by_model.items()):
-        attacks = sorted({str(c["attack_id"]) for c in model_cells})
+        # Attacks by name, then eps as a number (a sweep's pgd_linf_0.05 before pgd_linf_0.1 before 0.15).
+        order = {str(c["attack_id"]): _attack_order(c) for c in model_cells}
+        attacks = sorted(order, key=lambda attack: order[attack])
         prunings = sorted({str(c["pruning"]) for c in model_cells})
         table = {(str(c["pruning"]), str(c["attack_id"])): c for c in model_cells}
         rows = [[model, *attacks]]
@@ -40,6 +42,12 @@ def matrix_lines(cells: Iterable[Mapping[str, Any]]) -> list[str]:
         for row in rows:
             lines.append("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
     return lines
+
+
+def _attack_order(cell: Mapping[str, Any]) -> tuple[str, float, str]:
+    eps = (cell.get("params") or {}).get("eps")
+    number = float(eps) if isinstance(eps, (int, float)) and not isinstance(eps, bool) else float("inf")
+    return (str(cell.get("attack")), number, str(cell["attack_id"]))
 
 
 def _entry(cell: Mapping[str, Any]) -> str:
