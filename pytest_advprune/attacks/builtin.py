@@ -1,5 +1,5 @@
-"""The built-in attacks: adapters over torchattacks, and the plugin's own where torchattacks departs
-from the paper.
+"""The built-in attacks, all the plugin's own (batched, in pixel space) except ``autoattack``, which runs
+torchattacks' AutoAttack and needs the ``torchattacks`` extra.
 
 Defaults suit images in [0, 1] (the digits are 8x8, so an L-inf epsilon of 0.1 is a visible but
 label-preserving change, and an L2 epsilon of 0.5 is the same budget as changing 25 pixels by 0.1).
@@ -7,18 +7,31 @@ label-preserving change, and an L2 epsilon of 0.5 is the same budget as changing
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 
 from pytest_advprune.registry import AttackCallable, register_attack
 
 
+def _bind(attack: Callable[..., torch.Tensor], model: nn.Module, **params: Any) -> AttackCallable:
+    """``attack(model, images, labels, **params)`` as the registry's ``attack(images, labels)``."""
+
+    def run(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return attack(model, images, labels, **params)
+
+    return run
+
+
 @register_attack("fgsm", primary="eps", norm="Linf", builtin=True, eps=0.1)
 def fgsm(model: nn.Module, eps: float) -> AttackCallable:
-    """Fast Gradient Sign Method (Goodfellow et al., 2015): one signed-gradient step of size eps."""
-    import torchattacks
+    """Fast Gradient Sign Method (Goodfellow et al., 2015): one signed-gradient step of size eps
+    (``attacks/fgsm.py``)."""
+    from pytest_advprune.attacks.fgsm import fgsm as fast_gradient_sign
 
-    return torchattacks.FGSM(model, eps=eps)  # type: ignore[no-any-return]
+    return _bind(fast_gradient_sign, model, eps=eps)
 
 
 # PGD's defaults come from benchmarks/attack_strength.py (see the README): 20 steps of 2.5 * eps / 20 and
@@ -71,70 +84,65 @@ def _pgd(
 ) -> AttackCallable:
     from pytest_advprune.attacks.pgd import pgd
 
-    def run(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return pgd(
-            model,
-            images,
-            labels,
-            norm=norm,
-            eps=eps,
-            alpha=alpha,
-            steps=steps,
-            random_start=random_start,
-            early_stop=early_stop,
-        )
-
-    return run
+    return _bind(
+        pgd, model, norm=norm, eps=eps, alpha=alpha, steps=steps, random_start=random_start, early_stop=early_stop
+    )
 
 
 @register_attack("mifgsm", primary="eps", norm="Linf", builtin=True, eps=0.1, alpha=0.02, steps=10, decay=1.0)
 def mifgsm(model: nn.Module, eps: float, alpha: float, steps: int, decay: float) -> AttackCallable:
-    """Momentum Iterative FGSM (Dong et al., 2018), designed for examples that transfer between models."""
-    import torchattacks
+    """Momentum Iterative FGSM (Dong et al., 2018), designed for examples that transfer between models
+    (``attacks/fgsm.py``)."""
+    from pytest_advprune.attacks.fgsm import mifgsm as momentum_iterative
 
-    return torchattacks.MIFGSM(model, eps=eps, alpha=alpha, steps=steps, decay=decay)  # type: ignore[no-any-return]
-
-
-def _apgd(model: nn.Module, norm: str, eps: float, steps: int, loss: str, seed: int) -> AttackCallable:
-    import torchattacks
-
-    # One start per call: restarts are the crafting layer's (each on the survivors of the earlier ones).
-    return torchattacks.APGD(model, norm=norm, eps=eps, steps=steps, n_restarts=1, seed=seed, loss=loss)  # type: ignore[no-any-return]
+    return _bind(momentum_iterative, model, eps=eps, alpha=alpha, steps=steps, decay=decay)
 
 
-@register_attack("apgd_ce", primary="eps", norm="Linf", builtin=True, eps=0.1, steps=100, restarts=1)
-def apgd_ce(model: nn.Module, eps: float, steps: int, seed: int = 0) -> AttackCallable:
+def _apgd(model: nn.Module, norm: str, loss: str, eps: float, steps: int, random_start: bool) -> AttackCallable:
+    from pytest_advprune.attacks.apgd import apgd
+
+    return _bind(apgd, model, norm=norm, loss=loss, eps=eps, steps=steps, random_start=random_start)
+
+
+@register_attack("apgd_ce", primary="eps", norm="Linf", builtin=True, eps=0.1, steps=100, random_start=True, restarts=1)
+def apgd_ce(model: nn.Module, eps: float, steps: int, random_start: bool) -> AttackCallable:
     """Auto-PGD with cross-entropy (Croce & Hein, 2020), L-inf: PGD with momentum and a step size that
-    halves when progress stalls, so it needs no step-size tuning."""
-    return _apgd(model, "Linf", eps, steps, "ce", seed)
+    halves when progress stalls, so it needs no step-size tuning (``attacks/apgd.py``)."""
+    return _apgd(model, "Linf", "ce", eps, steps, random_start)
 
 
-@register_attack("apgd_dlr", primary="eps", norm="Linf", builtin=True, eps=0.1, steps=100, restarts=1)
-def apgd_dlr(model: nn.Module, eps: float, steps: int, seed: int = 0) -> AttackCallable:
+@register_attack(
+    "apgd_dlr", primary="eps", norm="Linf", builtin=True, eps=0.1, steps=100, random_start=True, restarts=1
+)
+def apgd_dlr(model: nn.Module, eps: float, steps: int, random_start: bool) -> AttackCallable:
     """Auto-PGD on the Difference-of-Logits-Ratio loss (untargeted), L-inf: invariant to the logits'
     scale, so it still finds directions where cross-entropy saturates."""
-    return _apgd(model, "Linf", eps, steps, "dlr", seed)
+    return _apgd(model, "Linf", "dlr", eps, steps, random_start)
 
 
-@register_attack("apgd_ce_l2", primary="eps", norm="L2", builtin=True, eps=0.5, steps=100, restarts=1)
-def apgd_ce_l2(model: nn.Module, eps: float, steps: int, seed: int = 0) -> AttackCallable:
+@register_attack(
+    "apgd_ce_l2", primary="eps", norm="L2", builtin=True, eps=0.5, steps=100, random_start=True, restarts=1
+)
+def apgd_ce_l2(model: nn.Module, eps: float, steps: int, random_start: bool) -> AttackCallable:
     """Auto-PGD with cross-entropy in the L2 ball."""
-    return _apgd(model, "L2", eps, steps, "ce", seed)
+    return _apgd(model, "L2", "ce", eps, steps, random_start)
 
 
-@register_attack("apgd_dlr_l2", primary="eps", norm="L2", builtin=True, eps=0.5, steps=100, restarts=1)
-def apgd_dlr_l2(model: nn.Module, eps: float, steps: int, seed: int = 0) -> AttackCallable:
+@register_attack(
+    "apgd_dlr_l2", primary="eps", norm="L2", builtin=True, eps=0.5, steps=100, random_start=True, restarts=1
+)
+def apgd_dlr_l2(model: nn.Module, eps: float, steps: int, random_start: bool) -> AttackCallable:
     """Auto-PGD on the DLR loss (untargeted) in the L2 ball."""
-    return _apgd(model, "L2", eps, steps, "dlr", seed)
+    return _apgd(model, "L2", "dlr", eps, steps, random_start)
 
 
-@register_attack("apgd_t", primary="eps", norm="Linf", builtin=True, eps=0.1, steps=100, n_classes=10, restarts=1)
-def apgd_t(model: nn.Module, eps: float, steps: int, n_classes: int, seed: int = 0) -> AttackCallable:
-    """Targeted Auto-PGD on the DLR loss (AutoAttack's APGD-T), L-inf: each of the ``n_classes - 1`` most
-    likely wrong classes is targeted in turn; needs ``n_classes`` = the dataset's number of classes."""
-    import torchattacks
+@register_attack("apgd_t", primary="eps", norm="Linf", builtin=True, eps=0.1, steps=100, targets=9, restarts=1)
+def apgd_t(model: nn.Module, eps: float, steps: int, targets: int) -> AttackCallable:
+    """Targeted Auto-PGD on the DLR loss (AutoAttack's APGD-T), L-inf: each of the ``targets`` classes the
+    model ranks highest after its prediction is targeted in turn, on the samples still standing."""
+    from pytest_advprune.attacks.apgd import apgd_targeted
 
-    return torchattacks.APGDT(model, norm="Linf", eps=eps, steps=steps, n_restarts=1, seed=seed, n_classes=n_classes)  # type: ignore[no-any-return]
+    return _bind(apgd_targeted, model, norm="Linf", eps=eps, steps=steps, targets=targets)
 
 
 @register_attack(
@@ -158,12 +166,9 @@ def cw_l2(
     robust accuracy is read at, not a bound."""
     from pytest_advprune.attacks.cw import carlini_wagner_l2
 
-    def run(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return carlini_wagner_l2(
-            model, images, labels, steps=steps, search_steps=search_steps, initial_c=initial_c, kappa=kappa, lr=lr
-        )
-
-    return run
+    return _bind(
+        carlini_wagner_l2, model, steps=steps, search_steps=search_steps, initial_c=initial_c, kappa=kappa, lr=lr
+    )
 
 
 @register_attack(
@@ -176,18 +181,16 @@ def deepfool(model: nn.Module, eps: float, overshoot: float, steps: int, candida
     step. Minimal: ``eps`` is the budget robust accuracy is read at, not a bound."""
     from pytest_advprune.attacks.deepfool import deepfool_l2
 
-    def run(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return deepfool_l2(model, images, labels, steps=steps, overshoot=overshoot, candidates=candidates)
-
-    return run
+    return _bind(deepfool_l2, model, steps=steps, overshoot=overshoot, candidates=candidates)
 
 
 @register_attack("square", primary="eps", norm="Linf", builtin=True, eps=0.1, n_queries=300, p_init=0.8)
-def square(model: nn.Module, eps: float, n_queries: int, p_init: float, seed: int = 0) -> AttackCallable:
-    """Square Attack (Andriushchenko et al., 2020): score-based and gradient-free, L-inf."""
-    import torchattacks
+def square(model: nn.Module, eps: float, n_queries: int, p_init: float) -> AttackCallable:
+    """Square Attack (Andriushchenko et al., 2020): score-based and gradient-free, L-inf, the paper's window
+    schedule rescaled to ``n_queries`` (``attacks/square.py``)."""
+    from pytest_advprune.attacks.square import square_linf
 
-    return torchattacks.Square(model, norm="Linf", eps=eps, n_queries=n_queries, p_init=p_init, seed=seed)  # type: ignore[no-any-return]
+    return _bind(square_linf, model, eps=eps, n_queries=n_queries, p_init=p_init)
 
 
 @register_attack("autoattack", primary="eps", norm="Linf", slow=True, builtin=True, eps=0.1, n_classes=10)
