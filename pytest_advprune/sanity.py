@@ -20,10 +20,11 @@ Per cell (computed with the cell, from its own samples):
 Across the cells of one model and pruning (computed at the end of the run, from the cells' metrics;
 "more than noise" is more than ``advprune_tolerance`` points):
 
-- ``fgsm_beats_pgd``: FGSM leaves fewer samples robust than PGD at the same eps. PGD starts where FGSM
-  does and takes more steps; when it does worse, its steps follow a misleading gradient.
-- ``square_beats_pgd``: the gradient-free Square attack is stronger than PGD at the same eps: the
-  gradients are uninformative (masking).
+- ``fgsm_beats_pgd``: FGSM leaves fewer samples robust than PGD (``pgd_linf``, or an APGD: ``apgd_ce``,
+  ``apgd_dlr``, ``apgd_t``) at the same eps. PGD starts where FGSM does and takes more steps; when it does
+  worse, its steps follow a misleading gradient.
+- ``square_beats_pgd``: the gradient-free Square attack is stronger than PGD (or an APGD) at the same
+  eps: the gradients are uninformative (masking).
 - ``accuracy_rises_with_eps``: an attack with a larger eps (other parameters equal) leaves more samples
   robust: a larger ball contains the smaller one, so a working attack can only do better.
 """
@@ -53,7 +54,10 @@ MEANINGS = {
     "accuracy_rises_with_eps": "a larger eps leaves more samples robust although its ball contains the smaller "
     "one: the attack is not converging",
 }
-PAIRED_ATTACKS = {"fgsm": "fgsm_beats_pgd", "square": "square_beats_pgd"}  # compared with pgd_linf
+PAIRED_ATTACKS = {"fgsm": "fgsm_beats_pgd", "square": "square_beats_pgd"}  # compared with the PGD family
+# The built-in many-step gradient attacks in the L-inf ball: FGSM and Square are compared with each of them.
+# APGD is PGD with momentum and a tuned step, so "PGD" in the flags' names covers it.
+PGD_FAMILY = ("pgd_linf", "apgd_ce", "apgd_dlr", "apgd_t")
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,7 @@ def _compare(record: Mapping[str, Any], other: Mapping[str, Any], other_id: str,
     flags = []
     name = PAIRED_ATTACKS.get(str(record["attack"]))
     same_eps = params.get("eps") is not None and params.get("eps") == other_params.get("eps")
-    if name is not None and other["attack"] == "pgd_linf" and same_eps:
+    if name is not None and other["attack"] in PGD_FAMILY and same_eps:
         for who in sorted(set(mine) & set(theirs)):
             if mine[who] < theirs[who] - noise:
                 seen = f"{who} robust accuracy {mine[who]:g} vs {theirs[who]:g} under {other_id}"

@@ -101,6 +101,18 @@ def test_matrix_flags_compare_cells_of_one_model_and_pruning() -> None:
     }
 
 
+@pytest.mark.parametrize("pgd_family", ["apgd_ce", "apgd_dlr", "apgd_t"])
+def test_fgsm_and_square_are_compared_with_the_apgd_attacks_too(pgd_family: str) -> None:
+    cells = {
+        "fgsm": record("fgsm", 0.1, base=20.0, pruned=30.0),
+        "square": record("square", 0.1, base=29.0, pruned=25.0),
+        "apgd": record(pgd_family, 0.1, base=30.0, pruned=31.0, steps=100),
+        "apgd_l2": record("apgd_ce_l2", 0.1, base=90.0, pruned=90.0),  # another norm: never compared
+    }
+    found = {cell: [f.name for f in flags] for cell, flags in matrix_flags(cells, noise=2.0).items()}
+    assert found == {"fgsm": ["fgsm_beats_pgd"], "square": ["square_beats_pgd"]}
+
+
 def test_differences_within_noise_raise_no_flag() -> None:
     cells = {"fgsm": record("fgsm", 0.1, 29.0, 29.0), "pgd": record("pgd_linf", 0.1, 30.0, 30.0)}
     assert matrix_flags(cells, noise=2.0) == {}
