@@ -8,7 +8,12 @@ Each row is one built-in attack (as registered, default parameters, restarts inc
 base model; each number the median wall time (``time.perf_counter``) of ``--repeats`` crafting calls on the
 first ``--samples`` digits evaluation images, scaled to 1,000 samples; the last column sums the models.
 "implementation" says whether the attack the registry's factory builds is a torchattacks attack or the
-plugin's own. Only the crafting call (``AttackGenerator`` applied to model, images, labels, exactly as the
+plugin's own. Where torchattacks has the same attack (FGSM, MI-FGSM, PGD, APGD, APGD-T, Square), it is timed
+side by side on the same model, images and parameters, restarts included (its own ``n_restarts`` where it
+has them, else a loop on the survivors as the plugin does): the columns ``torchattacks`` and
+``plugin/torchattacks`` (median seconds, summed over the models; below 1 the plugin's is faster).
+
+Only the crafting call (``AttackGenerator`` applied to model, images, labels, exactly as the
 session calls it, same seeds) is timed, after one untimed warm-up call on 8 images. The last line estimates
 a full default-shaped matrix with every measured attack: per model, one base craft and three prunings'
 white-box crafts per attack (4 x the measured time), excluding pruning, fine-tuning and evaluation.
@@ -21,7 +26,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,6 +35,7 @@ from torch import nn
 from pytest_advprune.attacks import AttackGenerator, build_attack
 from pytest_advprune.builtins import load_builtins
 from pytest_advprune.data import load_digits
+from pytest_advprune.evaluation import PixelSpace
 from pytest_advprune.matrix import DEFAULT_MODELS, DEFAULT_PRUNINGS
 from pytest_advprune.registry import ATTACKS, MODELS, ModelEntry
 from pytest_advprune.specs import AttackSpec, derive_seed, parse_attack
@@ -47,12 +54,58 @@ def base_module(entry: ModelEntry) -> nn.Module:
 
 def implementation(spec: AttackSpec, model: nn.Module, entry: ModelEntry) -> str:
     """``torchattacks.<Class>`` if the registry's factory builds a torchattacks attack, else ``plugin``."""
-    import torchattacks
-
     attack = build_attack(spec.entry, spec.kwargs, model, entry.normalization, SEED)
-    if isinstance(attack, torchattacks.attack.Attack):
+    if type(attack).__module__.startswith("torchattacks"):
         return f"torchattacks.{type(attack).__name__}"
     return "plugin"
+
+
+def torchattacks_equivalent(spec: AttackSpec, model: nn.Module, entry: ModelEntry) -> Callable[..., Any] | None:
+    """The torchattacks attack doing the same work as ``spec`` on ``model`` (in pixel space), or None."""
+    import torchattacks
+
+    pixel_model = PixelSpace(model, entry.normalization) if entry.normalization is not None else model
+    p = spec.kwargs
+    restarts = int(p.get("restarts", 1))
+    norm = spec.entry.norm or "Linf"
+    name = spec.entry.name
+    if name == "fgsm":
+        return torchattacks.FGSM(pixel_model, eps=p["eps"])
+    if name == "mifgsm":
+        return torchattacks.MIFGSM(pixel_model, eps=p["eps"], alpha=p["alpha"], steps=p["steps"], decay=p["decay"])
+    if name.startswith("apgd_") and name != "apgd_t":
+        loss = "dlr" if "dlr" in name else "ce"
+        return torchattacks.APGD(pixel_model, norm=norm, eps=p["eps"], steps=p["steps"], n_restarts=restarts, loss=loss)
+    if name == "apgd_t":
+        classes = int(p["targets"]) + 1
+        return torchattacks.APGDT(pixel_model, eps=p["eps"], steps=p["steps"], n_restarts=restarts, n_classes=classes)
+    if name == "square":
+        return torchattacks.Square(pixel_model, eps=p["eps"], n_queries=p["n_queries"], p_init=p["p_init"])
+    if name in ("pgd_linf", "pgd_l2"):
+        cls = torchattacks.PGD if name == "pgd_linf" else torchattacks.PGDL2
+        pgd = cls(pixel_model, eps=p["eps"], alpha=p["alpha"], steps=p["steps"], random_start=p["random_start"])
+
+        def with_restarts(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            adversarial = images.clone()
+            standing = torch.arange(len(images))
+            for _ in range(restarts):
+                adversarial[standing] = pgd(images[standing], labels[standing])
+                standing = standing[pixel_model(adversarial[standing]).argmax(dim=1) == labels[standing]]
+                if len(standing) == 0:
+                    break
+            return adversarial
+
+        return with_restarts
+    return None
+
+
+def median_seconds(run: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def craft_seconds(
@@ -69,12 +122,20 @@ def craft_seconds(
     seed = derive_seed(SEED, "base", model_name, spec.id)  # the session's seed for a base model's examples
     generator = AttackGenerator.for_spec(spec, entry.normalization, seed, batch_size)
     generator(module, images[:WARMUP_SAMPLES], labels[:WARMUP_SAMPLES])  # lazy initialisation, untimed
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        generator(module, images, labels)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(lambda: generator(module, images, labels), repeats)
+
+
+def reference_seconds(
+    spec: AttackSpec, model_name: str, images: torch.Tensor, labels: torch.Tensor, repeats: int
+) -> float | None:
+    """Median seconds of the torchattacks equivalent of ``spec`` on the same model and images, or None."""
+    entry = MODELS.get(model_name)
+    module = base_module(entry)
+    attack = torchattacks_equivalent(spec, module, entry)
+    if attack is None:
+        return None
+    attack(images[:WARMUP_SAMPLES], labels[:WARMUP_SAMPLES])
+    return median_seconds(lambda: attack(images, labels), repeats)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -102,8 +163,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"torch {torch.__version__}, {args.threads} thread(s), {count} samples, {args.repeats} repeat(s), "
         f"batch size {args.batch_size}: seconds per 1,000 samples (median of repeats, CPU)\n"
     )
-    print("| attack | implementation | " + " | ".join(models) + " | sum |")
-    print("|---|---|" + "---:|" * (len(models) + 1))
+    print("| attack | implementation | " + " | ".join(models) + " | sum | torchattacks | plugin/torchattacks |")
+    print("|---|---|" + "---:|" * (len(models) + 3))
     total = 0.0
     first = MODELS.get(models[0])
     for spec in specs:
@@ -112,7 +173,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         total += sum(row)
         per_thousand = [1000.0 * seconds / count for seconds in row]
         cells = " | ".join(f"{value:.2f}" for value in per_thousand)
-        print(f"| `{spec.id}` | {kind} | {cells} | {sum(per_thousand):.2f} |", flush=True)
+        theirs = [reference_seconds(spec, model, images, labels, args.repeats) for model in models]
+        side_by_side = " | "
+        if None not in theirs and kind == "plugin":
+            their_total = 1000.0 * sum(t for t in theirs if t is not None) / count
+            side_by_side = f"{their_total:.2f} | {sum(per_thousand) / their_total:.2f}"
+        print(f"| `{spec.id}` | {kind} | {cells} | {sum(per_thousand):.2f} | {side_by_side} |", flush=True)
 
     crafts = 1 + len(DEFAULT_PRUNINGS)
     print(
