@@ -21,3 +21,8 @@ class ThreatModelError(CellError):
 
 class IntegrityError(CellError):
     """An attack or pruning changed the base model (its weights or its train/eval flags)."""
+
+
+class MissingExtraError(SetupError):
+    """An attack (or a conftest.py) needs a module that only an extra of pytest-advprune installs, and it is
+    not installed: the message names what needs it, where that was registered, and the pip command."""

@@ -79,10 +79,20 @@ def pytest_testnodedown(node: Any, error: object) -> None:
         report.worker_cache_counts.add(counts)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None, None, None]:
     # Before any conftest.py registers anything: unconfigure forgets what this run registered.
     early_config.stash[SNAPSHOT_KEY] = [DATASETS.snapshot(), MODELS.snapshot(), PRUNINGS.snapshot(), ATTACKS.snapshot()]
+    try:
+        return (yield)
+    except Exception as error:
+        _forget_registrations(early_config)  # no unconfigure follows a conftest.py that failed to import
+        from pytest_advprune.extras import conftest_import_problem
+
+        problem = conftest_import_problem(error)
+        if problem is None:
+            raise
+    raise pytest.UsageError(problem)  # outside except: no chained traceback
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -109,6 +119,10 @@ def _write_progress(config: pytest.Config, line: str) -> None:
 @pytest.hookimpl(tryfirst=True)  # before other plugins' unconfigure, which may raise (warnings as errors)
 def pytest_unconfigure(config: pytest.Config) -> None:
     paths.set_rootdir(None)
+    _forget_registrations(config)
+
+
+def _forget_registrations(config: pytest.Config) -> None:
     snapshots = config.stash.get(SNAPSHOT_KEY, None)
     if snapshots is not None:
         DATASETS.restore(snapshots[0])
@@ -122,16 +136,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     wants_variant = "advprune_variant" in metafunc.fixturenames
     if not (wants_cell or wants_variant):
         return
+    from pytest_advprune.extras import check_matrix
     from pytest_advprune.matrix import MatrixError
 
     session = metafunc.config.stash[SESSION_KEY]
     problem: str | None = None
     try:
         matrix = session.matrix
+        if wants_cell:
+            check_matrix(matrix, session.settings)  # attacks that need a missing extra, named together
         session.check_datasets()  # bad data stops the run here, with one message, before any cell runs
     except (MatrixError, SetupError) as error:
         problem = str(error)
     if problem is not None:
+        # Every other module of cells would fail the same way: stop collecting there, so the run says it once.
+        metafunc.definition.session.shouldstop = "advprune: the matrix cannot run (see the error above)"
         pytest.fail(f"advprune: {problem}", pytrace=False)  # outside except: no chained traceback
     if wants_cell:
         cells = [

@@ -20,6 +20,7 @@ from torch import nn
 
 from pytest_advprune.errors import ThreatModelError
 from pytest_advprune.evaluation import PixelSpace, correct_predictions, denormalize, normalize
+from pytest_advprune.extras import missing_extra
 from pytest_advprune.registry import AttackCallable, AttackEntry, Normalization, ParamValue
 from pytest_advprune.specs import AttackSpec, derive_seed
 
@@ -85,7 +86,14 @@ def build_attack(
     kwargs: dict[str, Any] = {key: value for key, value in params.items() if key != "restarts"}
     if "seed" in inspect.signature(entry.factory).parameters:
         kwargs["seed"] = seed
-    attack = entry.factory(model, **kwargs)
+    try:
+        attack = entry.factory(model, **kwargs)
+    except ModuleNotFoundError as error:
+        # Found here only when the factory's code does not name the module (the matrix check finds the rest).
+        missing = missing_extra(error, entry)
+        if missing is None:
+            raise
+        raise missing from None
     if normalization is not None:
         set_normalization_used = getattr(attack, "set_normalization_used", None)
         if set_normalization_used is None:

@@ -71,7 +71,7 @@ def _collect(obj: Any, parts: list[str], seen: set[int]) -> None:
         # The class and the project classes it inherits from (a forward defined in a base class), and
         # every function of theirs: methods, static and class methods, property accessors.
         for cls in inspect.getmro(target)[1:]:
-            if _is_project_code(cls):
+            if is_project_code(cls):
                 _collect(cls, parts, seen)
         functions = [f for member in vars(target).values() for f in _functions_of(member)]
     for function in functions:
@@ -91,7 +91,7 @@ def _collect_function(function: Any, parts: list[str], seen: set[int]) -> None:
     the variables it closes over (a factory's arguments) and its default values."""
     for variable in sorted(_environment_names(function.__code__)):
         parts.append(f"environment {variable} = {os.environ.get(variable)!r}")
-    names = sorted(_global_names(function.__code__))  # also attribute names: only globals are kept
+    names = sorted(code_names(function.__code__))  # also attribute names: only globals are kept
     used = [(name, function.__globals__[name]) for name in names if name in function.__globals__]
     closure = zip(function.__code__.co_freevars, function.__closure__ or (), strict=False)
     for name, cell in closure:
@@ -102,7 +102,7 @@ def _collect_function(function: Any, parts: list[str], seen: set[int]) -> None:
     used += [(f"default {i}", value) for i, value in enumerate(function.__defaults__ or ())]
     used += [(f"default {key}", value) for key, value in sorted((function.__kwdefaults__ or {}).items())]
     for name, value in used:
-        if _is_project_code(value):
+        if is_project_code(value):
             _collect(value, parts, seen)
         elif inspect.isfunction(value) or inspect.isclass(value) or inspect.ismodule(value):
             parts.append(f"library {name}: {_library_version(value)}")
@@ -171,12 +171,13 @@ def _source(obj: Any) -> str:
     return f"unfingerprinted {id(obj)} {object.__repr__(obj)}"
 
 
-def _global_names(code: Any) -> set[str]:
-    """The global names a code object (and the functions, lambdas and comprehensions inside it) reads."""
+def code_names(code: Any) -> set[str]:
+    """The names a code object (and the functions, lambdas and comprehensions inside it) refers to: the
+    globals it reads, attribute names, and the modules it imports (``co_names``)."""
     names = set(code.co_names)
     for constant in code.co_consts:
         if inspect.iscode(constant):
-            names |= _global_names(constant)
+            names |= code_names(constant)
     return names
 
 
@@ -190,7 +191,7 @@ def _environment_names(code: Any) -> set[str]:
     return names
 
 
-def _is_project_code(value: Any) -> bool:
+def is_project_code(value: Any) -> bool:
     """A function, class or module of the project under test: defined in a file outside the Python
     installation and its site-packages, and not part of pytest-advprune."""
     if not (inspect.isfunction(value) or inspect.isclass(value) or inspect.ismodule(value)):
@@ -232,7 +233,9 @@ def module_classes_fingerprint(module: Any) -> str:
 
 
 # Libraries whose code computes the built-in prunings and attacks, and data transforms: their versions
-# go into every key (an upgrade in place must not serve the old results).
+# go into every key (an upgrade in place must not serve the old results). torchattacks is an extra: it
+# stays listed because a project's factory that imports it inside its body shows no version of its own
+# (only module globals do); where it is not installed its version reads "unknown".
 LIBRARIES = ("torch", "torchvision", "torchattacks", "torch-pruning", "numpy", "scikit-learn")
 
 
