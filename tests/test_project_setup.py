@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from typing import Any
 
 import pytest
 from conftest import CELL_TEST, TINY_CONFTEST
@@ -193,3 +194,85 @@ def test_a_model_built_for_other_inputs_fails_its_cells_with_one_message(pyteste
         ]
     )
     assert "Traceback" not in result.stdout.str()
+
+
+# --- the plain install -------------------------------------------------------------------------------
+# A model repository installs pytest-advprune next to its own pins: requests>=2.32 (Hugging Face datasets
+# needs it), its own torch. torchattacks 3.5.1 pins requests~=2.25.1, so it is an extra; these tests keep
+# any dependency from bringing such a pin back. .ci/run asks pip's resolver the same question online.
+
+PROJECT = "pytest-advprune"
+
+
+def _requirements_of(distribution: str, extras: frozenset[str]) -> list[Any]:
+    """The requirements ``distribution`` (installed) declares for this interpreter and platform and for
+    ``extras`` only; none when it is not installed."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    try:
+        declared = metadata.requires(distribution) or []
+    except metadata.PackageNotFoundError:
+        return []
+    requirements = [Requirement(text) for text in declared]
+    return [
+        requirement
+        for requirement in requirements
+        if requirement.marker is None or any(requirement.marker.evaluate({"extra": extra}) for extra in {"", *extras})
+    ]
+
+
+def plain_install_closure() -> dict[str, list[tuple[str, Any]]]:
+    """Every distribution ``pip install pytest-advprune`` (no extra) pulls in, as installed here, with the
+    requirements on it and who declares them: ``{name: [(requirer, requirement), ...]}``."""
+    from packaging.utils import canonicalize_name
+
+    on: dict[str, list[tuple[str, Any]]] = {}
+    seen: set[tuple[str, frozenset[str]]] = set()
+    queue = [(PROJECT, frozenset[str]())]
+    while queue:
+        name, extras = queue.pop()
+        if (name, extras) in seen:
+            continue
+        seen.add((name, extras))
+        for requirement in _requirements_of(name, extras):
+            dependency = canonicalize_name(requirement.name)
+            on.setdefault(dependency, []).append((name, requirement))
+            queue.append((dependency, frozenset(requirement.extras)))
+    return on
+
+
+def test_the_plain_install_brings_no_torchattacks_and_takes_any_new_requests() -> None:
+    closure = plain_install_closure()
+    assert "torch" in closure and "torch-pruning" in closure  # the walk reached the plain dependencies
+    problems = [
+        f"torchattacks is required by {requirer}: {requirement}"
+        for requirer, requirement in closure.get("torchattacks", [])
+    ]
+    for requirer, requirement in closure.get("requests", []):
+        # 2.32.2 is the oldest requests that Hugging Face datasets 3.6.0 accepts (its requirement: >=2.32.2).
+        if not (requirement.specifier.contains("2.32.2") and requirement.specifier.contains("99")):
+            problems.append(f"{requirer} requires {requirement}: a repository on requests>=2.32 could not install it")
+    assert not problems, "\n".join(problems)
+
+
+def test_torchattacks_is_an_extra_and_the_installed_metadata_is_current() -> None:
+    from importlib import metadata
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: pytest depends on tomli there
+        import tomli as tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    declared = {str(Requirement(text)) for text in project["dependencies"]}
+    assert not any(Requirement(text).name == "torchattacks" for text in project["dependencies"])
+    assert any(Requirement(text).name == "torchattacks" for text in project["optional-dependencies"]["torchattacks"])
+    installed = {
+        str(requirement) for requirement in map(Requirement, metadata.requires(PROJECT) or []) if not requirement.marker
+    }
+    assert installed == declared, "the installed metadata is stale: pip install -e . again"
