@@ -505,7 +505,7 @@ def test_apgd_ce_with_restarts_is_as_strong_as_torchattacks(name: str) -> None:
 @pytest.mark.parametrize("name", MODELS)
 def test_apgd_targeted_is_as_strong_as_torchattacks(name: str) -> None:
     images, labels = digits(RANDOMIZED_SAMPLES)
-    ours = registered(f"apgd_t:eps={RANDOMIZED_EPS},steps={STEPS},targets={TARGETS}", name, images, labels)
+    ours = registered(f"apgd_t:eps={RANDOMIZED_EPS},steps={STEPS},targets={TARGETS},restarts=1", name, images, labels)
     # torchattacks runs n_classes - 1 targets.
     reference = torchattacks.APGDT(
         pixel_model(name), norm="Linf", eps=RANDOMIZED_EPS, steps=STEPS, n_restarts=1, seed=SEED, n_classes=TARGETS + 1
