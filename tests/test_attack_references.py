@@ -1,8 +1,8 @@
 """Per-sample cross-checks of the built-in bounded attacks against foolbox 3.3.4.
 
-The built-in FGSM, PGD-Linf and PGD-L2 are adapters over torchattacks, so the plugin's own tests can only
-check them against the plugin's idea of each attack. Foolbox is an independent implementation by other
-authors, written on top of eagerpy: its own attack loop, loss reduction (summed, not averaged,
+The built-in FGSM, PGD-Linf and PGD-L2 follow torchattacks' steps, so the plugin's own tests (and
+torchattacks) can only check them against the same idea of each attack. Foolbox is an independent
+implementation by other authors, written on top of eagerpy: its own attack loop, loss reduction (summed, not averaged,
 cross-entropy; only the per-sample ``cross_entropy`` op is torch's, as it must be), gradient
 normalisation, projection, clipping and random starts; and it handles the normalised model through its
 own ``preprocessing`` instead of the plugin's normalize / torchattacks-inverse-normalize round trip. Running

@@ -200,7 +200,10 @@ def apgd(
     """Untargeted APGD examples of ``images`` (NCHW in [0, 1]) for ``model`` (which takes [0, 1] images and
     returns logits), in the ``norm`` ball of radius ``eps``, on the cross-entropy (``loss="ce"``) or the DLR
     loss (``"dlr"``). ``random_start=False`` starts at the clean image, which makes the run deterministic.
-    The model runs in eval mode and gets its modes back; its parameters receive no gradient."""
+
+    Each sample returns: the clean image if the model misclassifies it already; else, with ``early_stop``,
+    its first misclassified iterate, and without, its last (the authors' choice); else its highest-loss
+    point. The model runs in eval mode and gets its modes back; its parameters receive no gradient."""
     _check(norm, eps, steps)
     if loss not in ("ce", "dlr"):
         raise ValueError(f"APGD's loss must be 'ce' or 'dlr', got {loss!r}")
