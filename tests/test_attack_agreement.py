@@ -12,8 +12,9 @@ attacks see it through ``PixelSpace`` or the registered path's normalization) an
   from the same random start, so the chain reads: plugin == reference == authors' code.
 - With random starts the draws differ, so APGD-CE with restarts, APGD-T and Square are held to the robust
   accuracy torchattacks reaches, within a stated number of points. Square twice: placing its windows as
-  the authors' code does (``reach_edges=False``) against torchattacks as it ships, and as registered
-  (windows anywhere, as the paper describes) against torchattacks made to do the same.
+  AutoAttack's port does (``autoattack_port=True``) against torchattacks as it ships, and as registered
+  (windows anywhere, no query spent on a proposal that changes nothing) held to be at least as strong as
+  torchattacks made to place windows anywhere.
 
 The threat model (pixels in [0, 1], inside the eps ball) of every built-in is already checked by the
 parametrized ``test_bounded_attacks_respect_the_threat_model`` in ``test_attacks.py``, and FGSM against
@@ -528,7 +529,7 @@ class SquareOverEveryPosition(torchattacks.Square):
     torchattacks, like the authors' code, draws a window's corner from ``[0, h - s)``: the last position is
     never drawn, so on the 8x8 digits a 7x7 window always sits in the top left corner and the last row and
     column keep their initial stripes. The plugin's Square places windows anywhere unless told
-    ``reach_edges=False``.
+    ``autoattack_port=True``.
     """
 
     def random_int(self, low: int = 0, high: int = 1, shape: list[int] | None = None) -> torch.Tensor:
@@ -555,7 +556,13 @@ def test_square_placing_windows_as_the_authors_matches_torchattacks(name: str) -
     images, labels = digits(RANDOMIZED_SAMPLES)
     torch.manual_seed(SEED)  # as craft does: Square draws from the global generator
     ours = square_linf(
-        pixel_model(name), images, labels, eps=RANDOMIZED_EPS, n_queries=SQUARE_QUERIES, p_init=0.8, reach_edges=False
+        pixel_model(name),
+        images,
+        labels,
+        eps=RANDOMIZED_EPS,
+        n_queries=SQUARE_QUERIES,
+        p_init=0.8,
+        autoattack_port=True,
     )
     # Measured over seeds 0-3: within 3.3 points (lenet 69.8-71.1% robust, torchattacks 68.0-71.1%; mlp
     # 57.8-61.6%, torchattacks 58.9-61.1%).
@@ -563,13 +570,13 @@ def test_square_placing_windows_as_the_authors_matches_torchattacks(name: str) -
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_square_matches_torchattacks_placing_windows_anywhere(name: str) -> None:
-    """The registered Square, windows anywhere, against torchattacks' placing them anywhere too. Against
-    torchattacks as it stands it is stronger on the digits: by 3 points on lenet and 11 on mlp (means over
-    seeds 0-3, 100 queries)."""
+def test_square_is_at_least_as_strong_as_torchattacks_placing_windows_anywhere(name: str) -> None:
+    """The registered Square places windows anywhere and, as the authors' code does, never spends a query
+    on a proposal that leaves its window as it is (it takes the opposite faces); torchattacks' port spends
+    about half its late queries on such proposals on one-channel images. Against torchattacks made to place
+    windows anywhere too, it must be at least as strong."""
     images, labels = digits(RANDOMIZED_SAMPLES)
     text = f"square:eps={RANDOMIZED_EPS},n_queries={SQUARE_QUERIES},p_init=0.8"
     ours = robust_accuracy(name, registered(text, name, images, labels))
-    # Measured over seeds 0-3: within 7.1 points (lenet 63.3-68.4% robust, torchattacks 63.1-70.4%; mlp
-    # 48.0-50.2%, torchattacks 48.0-53.6%).
-    assert abs(ours - torchattacks_square(name, SquareOverEveryPosition)) <= SQUARE_POINTS
+    # Measured (seed 0): lenet 51.8% robust against torchattacks' 67.8%, mlp 29.6% against 53.6%.
+    assert ours <= torchattacks_square(name, SquareOverEveryPosition) + SQUARE_POINTS

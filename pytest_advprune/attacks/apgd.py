@@ -32,13 +32,17 @@ from pytest_advprune.evaluation import eval_mode
 __all__ = ["apgd", "apgd_targeted", "dlr_loss", "targeted_dlr_loss"]
 
 # Keeps the DLR ratio finite when the top logits tie, and the L2 directions finite where a gradient or a
-# perturbation vanishes. Both are the authors' values.
-DLR_GUARD = 1e-12
-NORM_GUARD = 1e-12
-MOMENTUM = 0.75  # the weight of the new step against the last one (the paper's alpha)
+# perturbation vanishes: the authors' value, or the smallest normal number where the dtype cannot hold it
+# (1e-12 is 0 in float16).
+GUARD = 1e-12
+STEP_WEIGHT = 0.75  # the new step's weight against the last move's (the paper's alpha); the rest is momentum
 
 # loss(logits, index) -> per-sample loss to maximise; ``index`` are the rows' positions in the batch.
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _guard(dtype: torch.dtype) -> float:
+    return max(GUARD, torch.finfo(dtype).tiny)
 
 
 def dlr_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -48,21 +52,21 @@ def dlr_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     rows = torch.arange(len(logits), device=logits.device)
     label_is_top = (ranking[:, -1] == labels).to(logits.dtype)
     best_other = ordered[:, -2] * label_is_top + ordered[:, -1] * (1.0 - label_is_top)
-    return -(logits[rows, labels] - best_other) / (ordered[:, -1] - ordered[:, -3] + DLR_GUARD)
+    return -(logits[rows, labels] - best_other) / (ordered[:, -1] - ordered[:, -3] + _guard(logits.dtype))
 
 
 def targeted_dlr_loss(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Targeted DLR: ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)``."""
     ordered = logits.sort(dim=1).values
     rows = torch.arange(len(logits), device=logits.device)
-    scale = ordered[:, -1] - 0.5 * (ordered[:, -3] + ordered[:, -4]) + DLR_GUARD
+    scale = ordered[:, -1] - 0.5 * (ordered[:, -3] + ordered[:, -4]) + _guard(logits.dtype)
     return -(logits[rows, labels] - logits[rows, targets]) / scale
 
 
 def _unit(tensor: torch.Tensor) -> torch.Tensor:
     """Each sample scaled to L2 norm 1 (the authors' guard against a zero norm)."""
     norms: torch.Tensor = tensor.flatten(1).norm(dim=1).view(-1, *([1] * (tensor.dim() - 1)))
-    return tensor / (norms + NORM_GUARD)
+    return tensor / (norms + _guard(tensor.dtype))
 
 
 def _project(x: torch.Tensor, clean: torch.Tensor, norm: str, eps: float) -> torch.Tensor:
@@ -93,6 +97,7 @@ def _checkpoint_schedule(steps: int) -> tuple[int, int, int]:
 def _run(
     model: nn.Module,
     clean: torch.Tensor,
+    start: torch.Tensor,
     labels: torch.Tensor,
     loss_of: Loss,
     *,
@@ -100,24 +105,23 @@ def _run(
     eps: float,
     steps: int,
     rho: float,
-    random_start: bool,
     early_stop: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One APGD run on every sample of ``clean``: each sample's example (see the module docstring) and
-    whether it fools the model."""
+    """One APGD run from ``start`` on every sample of ``clean``: each sample's example (see the module
+    docstring) and whether it fools the model."""
     count = len(clean)
     shape = (-1, *([1] * (clean.dim() - 1)))
 
     def evaluate(points: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        points = points.clone().requires_grad_(True)
+        points = points.detach().requires_grad_(True)  # a fresh tensor each time: no copy needed
         logits = model(points)
         losses = loss_of(logits, index)
         (gradient,) = torch.autograd.grad(losses.sum(), points)  # each sample's loss depends on itself only
         return logits.detach(), losses.detach(), gradient
 
     everyone = torch.arange(count, device=clean.device)
-    x = _start(clean, norm, eps) if random_start else clean.clone()
-    logits, losses, gradient = evaluate(x, everyone)
+    x = start.clone()
+    logits, losses, gradient = evaluate(start.clone(), everyone)
     fooled = logits.argmax(dim=1) != labels
     adversarial = torch.where(fooled.view(shape), x, clean)
     x_best, gradient_best, loss_best = x.clone(), gradient.clone(), losses.clone()
@@ -138,10 +142,11 @@ def _run(
             here, origin = x[index], clean[index]
             last_move = here - x_previous[index]
             x_previous[index] = here
-            weight = MOMENTUM if i > 0 else 1.0  # the first step has no momentum to draw on
+            weight = STEP_WEIGHT if i > 0 else 1.0  # the first step has no last move to draw on
             direction = gradient[index].sign() if norm == "Linf" else _unit(gradient[index])
             z = _project(here + step[index] * direction, origin, norm, eps)
-            x[index] = _project(here + (z - here) * weight + last_move * (1.0 - weight), origin, norm, eps)
+            moved = _project(here + (z - here) * weight + last_move * (1.0 - weight), origin, norm, eps)
+            x[index] = moved
 
         logits, losses, new_gradient = evaluate(x[index], index)
         with torch.no_grad():
@@ -174,14 +179,17 @@ def _run(
 
 def _check(norm: str, eps: float, steps: int) -> None:
     if norm not in ("Linf", "L2"):
-        raise ValueError(f"APGD's norm must be 'Linf' or 'L2', got {norm!r}")
+        raise ValueError(f"APGD: norm={norm!r}; use 'Linf' or 'L2'.")
     if steps < 0 or eps < 0:
-        raise ValueError(f"APGD needs steps >= 0 and eps >= 0, got steps={steps}, eps={eps}")
+        raise ValueError(f"APGD: steps={steps!r}, eps={eps!r}; both must be >= 0.")
 
 
 def _needs_classes(logits: torch.Tensor, needed: int, loss: str) -> None:
     if logits.shape[1] < needed:
-        raise ValueError(f"the {loss} loss needs at least {needed} classes; the model has {logits.shape[1]}")
+        raise ValueError(
+            f"APGD: the {loss} loss needs at least {needed} classes, and the model returns {logits.shape[1]} "
+            "logits; use the cross-entropy loss (apgd_ce) instead."
+        )
 
 
 def apgd(
@@ -206,9 +214,11 @@ def apgd(
     point. The model runs in eval mode and gets its modes back; its parameters receive no gradient."""
     _check(norm, eps, steps)
     if loss not in ("ce", "dlr"):
-        raise ValueError(f"APGD's loss must be 'ce' or 'dlr', got {loss!r}")
-    clean, labels = images.detach(), labels.to(images.device)
+        raise ValueError(f"APGD: loss={loss!r}; use 'ce' or 'dlr'.")
+    clean, labels = images.detach(), labels.to(images.device, torch.long)
     result = clean.clone()
+    # The start is drawn for the whole batch, so a sample's draw does not depend on which mates are skipped.
+    start = _start(clean, norm, eps) if random_start else clean
     with eval_mode(model):
         with torch.no_grad():
             logits = model(clean)
@@ -227,13 +237,13 @@ def apgd(
         result[standing], _ = _run(
             model,
             clean[standing],
+            start[standing],
             y,
             loss_of,
             norm=norm,
             eps=eps,
             steps=steps,
             rho=rho,
-            random_start=random_start,
             early_stop=early_stop,
         )
     return result
@@ -258,8 +268,8 @@ def apgd_targeted(
     returns the highest-loss point of its last run."""
     _check(norm, eps, steps)
     if targets < 1:
-        raise ValueError(f"APGD-T needs targets >= 1, got {targets}")
-    clean, labels = images.detach(), labels.to(images.device)
+        raise ValueError(f"APGD-T: targets={targets!r}; it must be >= 1.")
+    clean, labels = images.detach(), labels.to(images.device, torch.long)
     result = clean.clone()
     with eval_mode(model):
         with torch.no_grad():
@@ -277,16 +287,17 @@ def apgd_targeted(
             ) -> torch.Tensor:
                 return targeted_dlr_loss(output, y[index], t[index])
 
+            start = _start(clean, norm, eps) if random_start else clean  # drawn for the whole batch, as above
             result[standing], fooled = _run(
                 model,
                 clean[standing],
+                start[standing],
                 y,
                 loss_of,
                 norm=norm,
                 eps=eps,
                 steps=steps,
                 rho=rho,
-                random_start=random_start,
                 early_stop=early_stop,
             )
             standing = standing[~fooled]

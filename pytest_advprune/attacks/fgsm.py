@@ -22,8 +22,8 @@ NORM_FLOOR = 1e-12
 
 def _input_gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The gradient of each sample's cross-entropy with respect to its own input."""
-    x = images.detach().clone().requires_grad_(True)
-    loss = nn.functional.cross_entropy(model(x), labels, reduction="sum")
+    x = images.detach().requires_grad_(True)  # a new tensor object: the caller's images stay untouched
+    loss = nn.functional.cross_entropy(model(x), labels.to(images.device, torch.long), reduction="sum")
     (gradient,) = torch.autograd.grad(loss, x)
     return gradient
 
@@ -55,7 +55,7 @@ def mifgsm(
     attack is meant to transfer, and stopping at the first fooling iterate would weaken that.
     """
     if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+        raise ValueError(f"MI-FGSM: steps={steps!r}; it must be >= 0.")
     clean = images.detach()
     shape = (-1, *([1] * (clean.dim() - 1)))
     adversarial = clean.clone()
