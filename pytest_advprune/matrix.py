@@ -38,7 +38,7 @@ MATRIX_SCOPE_KEYS = ("model", "dataset")
 
 DEFAULT_MODELS = ("lenet", "mlp", "mobilenet", "resnet", "vgg")
 DEFAULT_PRUNINGS = ("l1_unstructured:0.5", "l1_filter:0.3", "channel:0.5")
-DEFAULT_ATTACKS = ("fgsm:0.1", "pgd_linf:0.1", "pgd_l2:0.5", "mifgsm:0.1")
+DEFAULT_ATTACKS = ("fgsm:0.1", "apgd_ce:0.1", "apgd_ce_l2:0.5", "mifgsm:0.1")
 
 
 class MatrixError(ValueError):

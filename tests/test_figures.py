@@ -35,8 +35,8 @@ from pytest_advprune.specs import format_value
 
 BASELINES = Path(__file__).resolve().parent.parent / "baselines"
 REAL_FILES = (
-    "lenet/channel_0.5/pgd_linf_0.1.json",
-    "lenet/l1_filter_0.3/pgd_linf_0.1.json",
+    "lenet/channel_0.5/apgd_ce_0.1.json",
+    "lenet/l1_filter_0.3/apgd_ce_0.1.json",
     "lenet/channel_0.5/fgsm_0.1.json",
 )
 SVG = "{http://www.w3.org/2000/svg}"
@@ -146,9 +146,9 @@ def test_points_carry_the_records_numbers_and_the_paired_difference(synthetic_po
 def test_points_from_stored_baselines(real_records: list[dict[str, Any]]) -> None:
     points = points_from_baselines(real_records)
     assert [(p.pruning_id, p.attack_id) for p in points] == [
+        ("channel_0.5", "apgd_ce_0.1"),
         ("channel_0.5", "fgsm_0.1"),
-        ("channel_0.5", "pgd_linf_0.1"),
-        ("l1_filter_0.3", "pgd_linf_0.1"),
+        ("l1_filter_0.3", "apgd_ce_0.1"),
     ]
     by_cell = {(r["cell"]["pruning"], r["cell"]["attack"]): r for r in real_records}
     for point in points:
