@@ -164,7 +164,7 @@ def test_points_from_stored_baselines(real_records: list[dict[str, Any]]) -> Non
         difference = metrics["transfer_robust_accuracy"] - metrics["base_robust_accuracy"]
         assert point.transfer_minus_base == pytest.approx(difference, abs=1e-3)
         assert point.transfer_minus_base_ci[0] <= point.transfer_minus_base <= point.transfer_minus_base_ci[1]
-    assert points[1].params_key == "alpha=0.0125,early_stop=True,random_start=True,restarts=10,steps=20"
+    assert points[0].params_key == "random_start=True,restarts=4,steps=100"
 
 
 def test_an_unusable_record_is_named() -> None:
@@ -232,7 +232,7 @@ def test_heatmap_of_stored_baselines(mpl: Any, real_records: list[dict[str, Any]
     assert security_curves(points) == [] and sparsity_curves(points) == []  # one eps, one amount per method
     (figure,) = difference_heatmap(points, alpha=0.05)
     data = figure.data
-    assert (data["rows"], data["columns"]) == (["channel_0.5", "l1_filter_0.3"], ["fgsm_0.1", "pgd_linf_0.1"])
+    assert (data["rows"], data["columns"]) == (["channel_0.5", "l1_filter_0.3"], ["apgd_ce_0.1", "fgsm_0.1"])
     at = {(p.pruning_id, p.attack_id): p for p in points}
     for i, row in enumerate(data["rows"]):
         for j, column in enumerate(data["columns"]):
