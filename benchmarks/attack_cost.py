@@ -35,9 +35,8 @@ from torch import nn
 from pytest_advprune.attacks import AttackGenerator, build_attack
 from pytest_advprune.builtins import load_builtins
 from pytest_advprune.data import load_digits
-from pytest_advprune.evaluation import PixelSpace
 from pytest_advprune.matrix import DEFAULT_MODELS, DEFAULT_PRUNINGS
-from pytest_advprune.registry import ATTACKS, MODELS, ModelEntry
+from pytest_advprune.registry import ATTACKS, MODELS, AttackEntry, ModelEntry
 from pytest_advprune.specs import AttackSpec, derive_seed, parse_attack
 
 WARMUP_SAMPLES = 8
@@ -60,43 +59,38 @@ def implementation(spec: AttackSpec, model: nn.Module, entry: ModelEntry) -> str
     return "plugin"
 
 
-def torchattacks_equivalent(spec: AttackSpec, model: nn.Module, entry: ModelEntry) -> Callable[..., Any] | None:
-    """The torchattacks attack doing the same work as ``spec`` on ``model`` (in pixel space), or None."""
+def torchattacks_equivalent(spec: AttackSpec) -> AttackEntry | None:
+    """An attack entry whose factory builds the torchattacks attack doing one start of ``spec``'s work, or
+    None. It keeps ``spec``'s norm and parameters (``restarts`` included), so the crafting layer runs it
+    exactly as it runs the plugin's: the same restarts on the survivors, the same threat-model checks."""
     import torchattacks
 
-    pixel_model = PixelSpace(model, entry.normalization) if entry.normalization is not None else model
-    p = spec.kwargs
-    restarts = int(p.get("restarts", 1))
-    norm = spec.entry.norm or "Linf"
     name = spec.entry.name
-    if name == "fgsm":
-        return torchattacks.FGSM(pixel_model, eps=p["eps"])
-    if name == "mifgsm":
-        return torchattacks.MIFGSM(pixel_model, eps=p["eps"], alpha=p["alpha"], steps=p["steps"], decay=p["decay"])
-    if name.startswith("apgd_") and name != "apgd_t":
-        loss = "dlr" if "dlr" in name else "ce"
-        return torchattacks.APGD(pixel_model, norm=norm, eps=p["eps"], steps=p["steps"], n_restarts=restarts, loss=loss)
-    if name == "apgd_t":
-        classes = int(p["targets"]) + 1
-        return torchattacks.APGDT(pixel_model, eps=p["eps"], steps=p["steps"], n_restarts=restarts, n_classes=classes)
-    if name == "square":
-        return torchattacks.Square(pixel_model, eps=p["eps"], n_queries=p["n_queries"], p_init=p["p_init"])
-    if name in ("pgd_linf", "pgd_l2"):
+    norm = spec.entry.norm or "Linf"
+
+    def factory(model: nn.Module, seed: int = 0, **p: Any) -> Any:  # ``seed``: the crafting layer's, per start
+        if name == "fgsm":
+            return torchattacks.FGSM(model, eps=p["eps"])
+        if name == "mifgsm":
+            return torchattacks.MIFGSM(model, eps=p["eps"], alpha=p["alpha"], steps=p["steps"], decay=p["decay"])
+        if name == "apgd_t":
+            return torchattacks.APGDT(
+                model, eps=p["eps"], steps=p["steps"], n_restarts=1, n_classes=p["targets"] + 1, seed=seed
+            )
+        if name.startswith("apgd_"):
+            loss = "dlr" if "dlr" in name else "ce"
+            return torchattacks.APGD(
+                model, norm=norm, eps=p["eps"], steps=p["steps"], n_restarts=1, loss=loss, seed=seed
+            )
+        if name == "square":
+            return torchattacks.Square(model, eps=p["eps"], n_queries=p["n_queries"], p_init=p["p_init"], seed=seed)
         cls = torchattacks.PGD if name == "pgd_linf" else torchattacks.PGDL2
-        pgd = cls(pixel_model, eps=p["eps"], alpha=p["alpha"], steps=p["steps"], random_start=p["random_start"])
+        return cls(model, eps=p["eps"], alpha=p["alpha"], steps=p["steps"], random_start=p["random_start"])
 
-        def with_restarts(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            adversarial = images.clone()
-            standing = torch.arange(len(images))
-            for _ in range(restarts):
-                adversarial[standing] = pgd(images[standing], labels[standing])
-                standing = standing[pixel_model(adversarial[standing]).argmax(dim=1) == labels[standing]]
-                if len(standing) == 0:
-                    break
-            return adversarial
-
-        return with_restarts
-    return None
+    if name not in ("fgsm", "mifgsm", "apgd_t", "square", "pgd_linf", "pgd_l2") and not name.startswith("apgd_"):
+        return None
+    # The plugin's own parameters that torchattacks has no counterpart for are dropped from the factory.
+    return AttackEntry(f"torchattacks_{name}", factory, "benchmarks/attack_cost.py", spec.entry.defaults, "eps", norm)
 
 
 def median_seconds(run: Callable[[], object], repeats: int) -> float:
@@ -115,27 +109,27 @@ def craft_seconds(
     labels: torch.Tensor,
     repeats: int,
     batch_size: int,
+    attack: AttackEntry | None = None,
 ) -> float:
-    """Median seconds of ``repeats`` crafting calls of ``spec`` on the base model ``model_name``."""
+    """Median seconds of ``repeats`` crafting calls of ``spec`` (run by ``attack`` in its place, if given)
+    on the base model ``model_name``."""
     entry = MODELS.get(model_name)
     module = base_module(entry)
     seed = derive_seed(SEED, "base", model_name, spec.id)  # the session's seed for a base model's examples
-    generator = AttackGenerator.for_spec(spec, entry.normalization, seed, batch_size)
+    generator = AttackGenerator(attack or spec.entry, spec.kwargs, entry.normalization, seed, batch_size)
     generator(module, images[:WARMUP_SAMPLES], labels[:WARMUP_SAMPLES])  # lazy initialisation, untimed
     return median_seconds(lambda: generator(module, images, labels), repeats)
 
 
 def reference_seconds(
-    spec: AttackSpec, model_name: str, images: torch.Tensor, labels: torch.Tensor, repeats: int
+    spec: AttackSpec, model_name: str, images: torch.Tensor, labels: torch.Tensor, repeats: int, batch_size: int
 ) -> float | None:
-    """Median seconds of the torchattacks equivalent of ``spec`` on the same model and images, or None."""
-    entry = MODELS.get(model_name)
-    module = base_module(entry)
-    attack = torchattacks_equivalent(spec, module, entry)
-    if attack is None:
+    """Median seconds of the torchattacks equivalent of ``spec``, crafted exactly as ``craft_seconds``
+    crafts the plugin's (same model, images, seed, restarts and checks), or None when there is none."""
+    entry = torchattacks_equivalent(spec)
+    if entry is None:
         return None
-    attack(images[:WARMUP_SAMPLES], labels[:WARMUP_SAMPLES])
-    return median_seconds(lambda: attack(images, labels), repeats)
+    return craft_seconds(spec, model_name, images, labels, repeats, batch_size, attack=entry)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -173,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         total += sum(row)
         per_thousand = [1000.0 * seconds / count for seconds in row]
         cells = " | ".join(f"{value:.2f}" for value in per_thousand)
-        theirs = [reference_seconds(spec, model, images, labels, args.repeats) for model in models]
+        theirs = [reference_seconds(spec, model, images, labels, args.repeats, args.batch_size) for model in models]
         side_by_side = " | "
         if None not in theirs and kind == "plugin":
             their_total = 1000.0 * sum(t for t in theirs if t is not None) / count

@@ -7,8 +7,8 @@
 #   DEVICE=cpu bash benchmarks/gpu_check.sh /tmp/x  # dry run of the same steps without a GPU
 #
 # Needs python3 with torch (CUDA), pytest, pytest-benchmark, pytest-xdist and scikit-learn. It installs
-# torchattacks and torch-pruning (pure Python) from wheels in .whl/ when they are there (an offline
-# machine), or from the package index otherwise.
+# torch-pruning (pure Python) from wheels in .whl/ when they are there (an offline machine), or from the
+# package index otherwise; the default matrix's attacks are the plugin's own and need no torchattacks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-gpu-check-results}"
@@ -16,12 +16,12 @@ device="${DEVICE:-cuda}"
 python="${PYTHON:-python3}"
 mkdir -p "$out"
 
-if ! "$python" -c "import torchattacks, torch_pruning" 2>/dev/null; then
+if ! "$python" -c "import torch_pruning" 2>/dev/null; then
     if compgen -G ".whl/*.whl" >/dev/null; then
         "$python" -m pip install -q --no-deps --no-compile --target /tmp/advprune-site .whl/*.whl
         export PYTHONPATH="/tmp/advprune-site${PYTHONPATH:+:$PYTHONPATH}"
     else
-        "$python" -m pip install -q --no-deps "torchattacks==3.5.1" "torch-pruning==1.6.1"
+        "$python" -m pip install -q --no-deps "torch-pruning==1.6.1"
     fi
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
