@@ -63,8 +63,8 @@ def mifgsm(
     with eval_mode(model):
         for _ in range(steps):
             gradient = _input_gradient(model, adversarial, labels)
-            scale = gradient.abs().flatten(1).mean(dim=1).view(shape).clamp_min(NORM_FLOOR)
-            momentum = decay * momentum + gradient / scale
+            scale = gradient.abs().flatten(1).mean(dim=1).view(shape).clamp_min_(NORM_FLOOR)
+            momentum.mul_(decay).add_(gradient.div_(scale))  # in place: the same arithmetic, fewer tensors
             moved = adversarial + alpha * momentum.sign()
             adversarial = (clean + (moved - clean).clamp(-eps, eps)).clamp(0.0, 1.0)
     return adversarial
