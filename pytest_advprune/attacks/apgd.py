@@ -23,6 +23,7 @@ crafting layer's (``attacks/crafting.py``): each new start runs on the survivors
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -94,21 +95,23 @@ def _checkpoint_schedule(steps: int) -> tuple[int, int, int]:
     return max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
 
 
+@dataclass(frozen=True)
+class Run:
+    """What one APGD run is given besides its samples: the ball, the budget and the schedule's threshold."""
+
+    norm: str
+    eps: float
+    steps: int
+    rho: float
+    early_stop: bool
+
+
 def _run(
-    model: nn.Module,
-    clean: torch.Tensor,
-    start: torch.Tensor,
-    labels: torch.Tensor,
-    loss_of: Loss,
-    *,
-    norm: str,
-    eps: float,
-    steps: int,
-    rho: float,
-    early_stop: bool,
+    model: nn.Module, clean: torch.Tensor, start: torch.Tensor, labels: torch.Tensor, loss_of: Loss, run: Run
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One APGD run from ``start`` on every sample of ``clean``: each sample's example (see the module
     docstring) and whether it fools the model."""
+    norm, eps, steps, rho, early_stop = run.norm, run.eps, run.steps, run.rho, run.early_stop
     count = len(clean)
     shape = (-1, *([1] * (clean.dim() - 1)))
 
@@ -235,16 +238,7 @@ def apgd(
             return dlr_loss(output, y[index])
 
         result[standing], _ = _run(
-            model,
-            clean[standing],
-            start[standing],
-            y,
-            loss_of,
-            norm=norm,
-            eps=eps,
-            steps=steps,
-            rho=rho,
-            early_stop=early_stop,
+            model, clean[standing], start[standing], y, loss_of, Run(norm, eps, steps, rho, early_stop)
         )
     return result
 
@@ -277,6 +271,7 @@ def apgd_targeted(
         _needs_classes(logits, 4, "targeted DLR")
         ranking = logits.argsort(dim=1, descending=True)
         standing = (logits.argmax(dim=1) == labels).nonzero().squeeze(1)
+        run = Run(norm, eps, steps, rho, early_stop)
         for rank in range(1, min(targets, logits.shape[1] - 1) + 1):
             if len(standing) == 0:
                 break
@@ -288,17 +283,6 @@ def apgd_targeted(
                 return targeted_dlr_loss(output, y[index], t[index])
 
             start = _start(clean, norm, eps) if random_start else clean  # drawn for the whole batch, as above
-            result[standing], fooled = _run(
-                model,
-                clean[standing],
-                start[standing],
-                y,
-                loss_of,
-                norm=norm,
-                eps=eps,
-                steps=steps,
-                rho=rho,
-                early_stop=early_stop,
-            )
+            result[standing], fooled = _run(model, clean[standing], start[standing], y, loss_of, run)
             standing = standing[~fooled]
     return result
