@@ -58,7 +58,7 @@ def _coerce(attack: str, key: str, text: str, default: ParamValue) -> ParamValue
 
 # Parameters whose meaning requires a sign: a negative epsilon or step count is always a mistake.
 _NON_NEGATIVE = {"eps", "alpha", "c", "initial_c", "kappa", "lr", "overshoot", "decay", "p_init"}
-_POSITIVE = {"steps", "n_queries", "n_restarts", "n_classes", "restarts", "search_steps", "candidates"}
+_POSITIVE = {"steps", "n_queries", "n_restarts", "n_classes", "targets", "restarts", "search_steps", "candidates"}
 
 
 def _validate_param(attack: str, key: str, value: ParamValue) -> None:
