@@ -120,15 +120,22 @@ class BaselineStore:
 
     def existing_files(self) -> list[Path]:
         """Every baseline-shaped file under the root (``<model>/<pruning>/<attack>.json``), sorted;
-        pytest-benchmark's storage under ``benchmarks/`` and hidden temp files are not baselines."""
+        pytest-benchmark's storage under ``benchmarks/`` and hidden temp files are not baselines.
+
+        Symlinks are not baselines: a linked file, or a file under a linked folder, is left out, so that
+        deleting unused files (``--advprune-prune-baselines``) can never reach outside the folder through
+        a link that a pull request added."""
         if not self.root.is_dir():
             return []
+        real_root = self.root.resolve()
         return sorted(
             path
             for path in self.root.glob("*/*/*.json")
             if path.relative_to(self.root).parts[0] != BENCHMARKS_DIR
             and not path.name.startswith(".")
+            and not any(part.is_symlink() for part in (path, path.parent, path.parent.parent))
             and path.is_file()
+            and path.resolve().is_relative_to(real_root)
         )
 
     def load(self, cell: CellSpec) -> Baseline | None:

@@ -145,6 +145,27 @@ def test_unused_baselines_are_listed_and_pruned_only_on_an_unfiltered_run(tiny_p
     assert len(baseline_tree(tiny_project.path)) == 5
 
 
+def test_pruning_never_follows_a_symlink_out_of_the_baselines_folder(tiny_project: pytest.Pytester) -> None:
+    """A symlinked folder or file inside baselines/ (one line in a pull request) must not let
+    --advprune-prune-baselines delete, or the run list, files outside the folder."""
+    tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
+    outside = tiny_project.path / "outside"
+    outside_file = outside / "l1_unstructured_0.9" / "fgsm_0.1.json"
+    outside_file.parent.mkdir(parents=True)
+    outside_file.write_bytes(
+        (tiny_project.path / "baselines/tiny-linear/l1_unstructured_0.5/fgsm_0.1.json").read_bytes()
+    )
+    (tiny_project.path / "baselines/ghost").symlink_to(outside, target_is_directory=True)
+    linked_file = tiny_project.path / "baselines/tiny-linear/l1_unstructured_0.5/pgd_linf_0.3.json"
+    linked_file.symlink_to(outside_file)
+
+    result = tiny_project.runpytest("--advprune-prune-baselines")
+    result.assert_outcomes(passed=4)
+    assert "ghost" not in result.stdout.str() and "pgd_linf_0.3" not in result.stdout.str()
+    assert outside_file.exists(), "a file outside baselines/ was deleted through a symlinked folder"
+    assert linked_file.is_symlink(), "a symlink is not a baseline: it is left alone"
+
+
 @pytest.mark.parametrize("how", ["flag", "ini", "env"])
 def test_ci_mode_refuses_writes_and_fails_on_missing(
     tiny_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, how: str
