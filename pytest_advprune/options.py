@@ -404,7 +404,20 @@ def cache_directory(config: pytest.Config) -> Path | None:
     pytest_cache = getattr(config, "cache", None)
     if pytest_cache is None:
         return None
-    return Path(pytest_cache.mkdir("advprune"))
+    try:
+        return Path(pytest_cache.mkdir("advprune"))
+    except OSError as error:
+        # Like pytest's own cache: a folder that cannot be made (.pytest_cache a file, a read-only checkout)
+        # turns the cache off with a warning, and never breaks a run, least of all one with no cells.
+        config.issue_config_time_warning(
+            pytest.PytestCacheWarning(
+                f"advprune: the cache is off for this run: its folder in pytest's cache cannot be made "
+                f"({error.strerror}: {error.filename}). Fix or remove {config.rootpath / '.pytest_cache'}, or "
+                "give another folder with --advprune-cache-dir."
+            ),
+            stacklevel=2,
+        )
+        return None
 
 
 def read_settings(config: pytest.Config) -> Settings:

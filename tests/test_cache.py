@@ -391,3 +391,14 @@ def test_an_attack_that_changes_the_base_model_is_never_cached(pytester: pytest.
         result = run(pytester, "--update-baselines")
         result.assert_outcomes(errors=1)
         result.stdout.fnmatch_lines(["*attack 'vandal'*changed the base model*"])
+
+
+def test_a_pytest_cache_that_is_a_file_turns_the_cache_off_with_a_warning(pytester: pytest.Pytester) -> None:
+    """Installed, the plugin must not break a run that has no cells: where pytest's cache folder cannot be
+    made, pytest itself warns and goes on, and so does the plugin."""
+    pytester.makepyfile("def test_plain():\n    assert True\n")
+    (pytester.path / ".pytest_cache").write_text("not a folder")
+    result = pytester.runpytest_subprocess("-W", "default")
+    result.assert_outcomes(passed=1, warnings=2)
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["*advprune: the cache is off for this run*--advprune-cache-dir*"])
