@@ -36,8 +36,8 @@ def fgsm(model: nn.Module, eps: float) -> AttackCallable:
 
 # PGD's defaults: 20 steps of 2.5 * eps / 20 and 10 restarts on the survivors came within 0.5 points of
 # the same step rule with 100 steps and 5 restarts on every zoo model and pruning; 10 steps with one start
-# overstated robust accuracy by up to 19 points. A fixed step still falls short of APGD (by up to 4 points
-# on mobilenet, benchmarks/attack_strength.py), so the default matrix evaluates with APGD-CE instead.
+# overstated robust accuracy by up to 19 points. A fixed step still falls short of the strong references (by
+# up to 5.1 points on mobilenet, benchmarks/attack_strength.py), so the default matrix evaluates with APGD-CE.
 @register_attack(
     "pgd_linf",
     primary="eps",
@@ -98,9 +98,9 @@ def mifgsm(model: nn.Module, eps: float, alpha: float, steps: int, decay: float)
     return _bind(momentum_iterative, model, eps=eps, alpha=alpha, steps=steps, decay=decay)
 
 
-# APGD's defaults: 100 steps (the authors') and 3 restarts on the survivors come within 1 point of the
-# stronger of PGD-100x5 and APGD-CE-100x5 on all 20 zoo variants, in L-inf and in L2; one start fell short
-# by up to 4 points (benchmarks/attack_strength.py, table in the README).
+# APGD's defaults: 100 steps (the authors') and 4 restarts on the survivors come within 0.9 (L-inf) and 0.7
+# points (L2) of the stronger of PGD-100x5 and APGD-CE-100x5 on all 20 zoo variants; 3 restarts came within
+# 1.3 and 1.1, one start fell short by up to 4 points (benchmarks/attack_strength.py, table in the README).
 def _apgd(model: nn.Module, norm: str, loss: str, eps: float, steps: int, random_start: bool) -> AttackCallable:
     from pytest_advprune.attacks.apgd import apgd
 
