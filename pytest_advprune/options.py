@@ -394,30 +394,51 @@ def active_filters(config: pytest.Config) -> list[str]:
 
 def cache_directory(config: pytest.Config) -> Path | None:
     """The cache's folder: --advprune-cache-dir, ini advprune_cache_dir (relative to the rootdir), or
-    ``advprune`` in pytest's cache directory; None with --advprune-no-cache, or when pytest's cache is
-    off (``-p no:cacheprovider``) and no folder was given."""
+    ``advprune`` in pytest's cache directory; None with --advprune-no-cache, when pytest's cache is off
+    (``-p no:cacheprovider``) and no folder was given, and (with a warning) when the folder or the cache's
+    key cannot be used."""
     if config.getoption("advprune_no_cache"):
         return None
     given = config.getoption("advprune_cache_dir") or str(config.getini("advprune_cache_dir") or "").strip()
+    # Like pytest's own cache, a cache that cannot be used (.pytest_cache a file, a read-only checkout, a
+    # key that cannot be made) is turned off with a warning: it never breaks a run, least of all one with
+    # no cells.
     if given:
-        return (config.rootpath / given).resolve()
-    pytest_cache = getattr(config, "cache", None)
-    if pytest_cache is None:
-        return None
+        folder = (config.rootpath / given).resolve()
+        if folder.exists() and not folder.is_dir():
+            reason = f"its folder {folder} is a file. Remove it, or give another folder with --advprune-cache-dir"
+            return _cache_off(config, reason)
+    else:
+        pytest_cache = getattr(config, "cache", None)
+        if pytest_cache is None:
+            return None
+        try:
+            folder = Path(pytest_cache.mkdir("advprune"))
+        except OSError as error:
+            return _cache_off(
+                config,
+                f"its folder in pytest's cache cannot be made ({error.strerror}: {error.filename}). Fix or remove "
+                f"{config.rootpath / '.pytest_cache'}, or give another folder with --advprune-cache-dir",
+            )
+    from pytest_advprune.cache.trust import CacheKeyError, cache_secret
+
     try:
-        return Path(pytest_cache.mkdir("advprune"))
-    except OSError as error:
-        # Like pytest's own cache: a folder that cannot be made (.pytest_cache a file, a read-only checkout)
-        # turns the cache off with a warning, and never breaks a run, least of all one with no cells.
-        config.issue_config_time_warning(
-            pytest.PytestCacheWarning(
-                f"advprune: the cache is off for this run: its folder in pytest's cache cannot be made "
-                f"({error.strerror}: {error.filename}). Fix or remove {config.rootpath / '.pytest_cache'}, or "
-                "give another folder with --advprune-cache-dir."
-            ),
-            stacklevel=2,
-        )
-        return None
+        cache_secret()
+    except CacheKeyError as error:
+        return _cache_off(config, str(error))
+    return folder
+
+
+def _cache_off(config: pytest.Config, reason: str) -> Path | None:
+    """Warn that the cache is off, and why; None, the cache folder of a run without a cache."""
+    config.issue_config_time_warning(
+        pytest.PytestCacheWarning(
+            f"advprune: the cache is off for this run: {reason}. (--advprune-no-cache turns it off without "
+            "this warning.)"
+        ),
+        stacklevel=3,
+    )
+    return None
 
 
 def read_settings(config: pytest.Config) -> Settings:

@@ -9,6 +9,7 @@ working directory.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 PathLike = str | os.PathLike[str]
@@ -40,3 +41,27 @@ def describe(path: PathLike) -> str:
     if Path(path).expanduser().is_absolute():
         return repr(given)
     return f"{given!r} (looked for {resolved}; relative paths resolve against the rootdir {rootdir()})"
+
+
+STRAY_TEMP_SECONDS = 600.0  # a write takes milliseconds: a temp file this old belongs to no live writer
+
+
+def written_by_live_process(temp: Path, pid_text: str) -> bool:
+    """Whether the temp file ``temp``, named with its writer's pid ``pid_text``, may still be renamed into
+    place by a running writer, so that deleting it would make that write fail."""
+    try:
+        age = time.time() - temp.stat().st_mtime
+    except FileNotFoundError:
+        return True  # its writer already renamed it
+    if not pid_text.isdigit() or age > STRAY_TEMP_SECONDS:
+        return False  # not named by a writer of this plugin, or far too old (also a writer on another host)
+    pid = int(pid_text)
+    if pid == os.getpid() or os.name == "nt":  # this process writes one file at a time; Windows: age only
+        return pid != os.getpid()
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True

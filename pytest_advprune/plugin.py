@@ -108,6 +108,8 @@ def pytest_configure(config: pytest.Config) -> None:
         session.progress = lambda line: _write_progress(config, line)
     if not hasattr(config, "workerinput"):  # an xdist worker only runs tests; the controller writes and reports
         config.pluginmanager.register(RunReport(session, config.rootpath), REPORTER_NAME)
+        if session.cache is not None:  # before any worker writes: what is left now was left by killed writers
+            session.cache.remove_stale_temporaries()
 
 
 def _write_progress(config: pytest.Config, line: str) -> None:

@@ -10,6 +10,7 @@ under keys that hold everything they depend on, so a later run reads instead of 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_advprune.cache import DiskCache
+from pytest_advprune.cache.trust import cache_secret
 from pytest_advprune.errors import IntegrityError, SetupError
 from pytest_advprune.options import Settings
 from pytest_advprune.specs import AttackSpec, CellSpec, PruningSpec, derive_seed
@@ -142,7 +144,11 @@ class AdvPruneSession:
         self._base_correct: dict[tuple[str, str], torch.Tensor] = {}  # (model, attack id or "") -> hits
         self._dataset_fingerprints: dict[str, str] = {}
         self._fingerprints: dict[object, str] = {}  # code fingerprints: registered functions, class sets
-        self.cache = DiskCache(settings.cache_dir, reads=settings.cache_reads) if settings.cache_dir else None
+        self.cache = (
+            DiskCache(settings.cache_dir, secret=cache_secret(), reads=settings.cache_reads)
+            if settings.cache_dir
+            else None
+        )
         self.progress: Callable[[str], None] | None = None  # with -v: a line per pruned model and per craft
 
     # -- matrix ------------------------------------------------------------------------------------
@@ -320,7 +326,9 @@ class AdvPruneSession:
                 "seed": seed,
             }
             started = time.perf_counter()
-            cached = self._read("pruned_models", cache_key, lambda data: module_from_bytes(data, self.device))
+            cached = self._read(
+                "pruned_models", cache_key, lambda data: module_from_bytes(data, base.module, self.device)
+            )
             if cached is not None:
                 module, extra = cached
                 size = SizeFigures(**extra["size"])
@@ -333,7 +341,11 @@ class AdvPruneSession:
                     module = prune_model(base.module, pruning.entry, pruning.amount, context, self.fine_tune_settings)
                     size = model_size(module, context.example_inputs)
                 self.check_base_intact(model, f"pruning {pruning.name!r} (registered by {pruning.entry.origin})")
-                self._write("pruned_models", cache_key, module_to_bytes(module, {"size": size.__dict__}))
+                if self.cache is not None:
+                    with self.threads():  # a read must rebuild exactly this model: checked on examples
+                        examples = dataset.eval_images[:16].to(self.device)
+                        payload = module_to_bytes(module, base.module, examples, {"size": size.__dict__})
+                    self._write("pruned_models", cache_key, payload)
                 self._tell(f"pruned {model} with {pruning.id} in {time.perf_counter() - started:.1f} s")
             state = {name: value.detach().clone() for name, value in module.state_dict().items()}
             self._pruned[key] = PrunedModel(
@@ -442,6 +454,7 @@ class AdvPruneSession:
         return {
             "plugin": __version__,
             "plugin_code": plugin_fingerprint(),
+            "project_code": self._project_code,
             "torch": torch.__version__,
             "libraries": library_versions(),
             "device": device_name(self.device),
@@ -452,6 +465,14 @@ class AdvPruneSession:
             "weights": base.weights_fingerprint,
             "normalization": base.entry.normalization,
         }
+
+    @functools.cached_property
+    def _project_code(self) -> str:
+        """Every Python file under the rootdir, read once per session (the files do not change during it)."""
+        from pytest_advprune.cache.keys import project_sources_fingerprint
+        from pytest_advprune.paths import rootdir
+
+        return project_sources_fingerprint(rootdir())
 
     def _code(self, function: object) -> str:
         from pytest_advprune.cache import code_fingerprint

@@ -170,6 +170,13 @@ def tiny_project(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 @pytest.fixture(autouse=True)
+def _cache_key_of_the_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inner runs make their cache key in pytester's home folder, never in the user's configuration."""
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("ADVPRUNE_CACHE_KEY", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _inner_runs_outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     """pytest prints failure messages in full in its short summary when it detects CI (``CI`` or
     ``BUILD_NUMBER`` set), so an inner pytester run would print each message twice there and not here.

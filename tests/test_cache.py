@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 
 from pytest_advprune.cache import DiskCache, code_fingerprint, module_classes_fingerprint
 from pytest_advprune.cache.payloads import module_from_bytes, module_to_bytes, tensor_from_bytes, tensor_to_bytes
-from pytest_advprune.cache.store import canonical_json
+from pytest_advprune.cache.store import DAMAGED, FOREIGN_KEY, canonical_json
 
 KEY = {"model": "lenet", "seed": 3, "params": {"eps": 0.1}}
+SECRET = b"k" * 32
 
 
 def entry_files(root: Path) -> list[Path]:
@@ -26,7 +27,7 @@ def entry_files(root: Path) -> list[Path]:
 
 
 def test_an_entry_reads_back_only_under_its_own_key(tmp_path: Path) -> None:
-    cache = DiskCache(tmp_path)
+    cache = DiskCache(tmp_path, secret=SECRET)
     cache.store("kind", KEY, b"payload")
     assert cache.load("kind", KEY) == b"payload"
     assert cache.load("kind", {**KEY, "seed": 4}) is None
@@ -39,7 +40,7 @@ def test_an_entry_reads_back_only_under_its_own_key(tmp_path: Path) -> None:
 @given(data=st.data())
 def test_a_damaged_entry_is_never_served(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
     root = tmp_path_factory.mktemp("cache")
-    cache = DiskCache(root)
+    cache = DiskCache(root, secret=SECRET)
     payload = data.draw(st.binary(min_size=1, max_size=64))
     cache.store("kind", KEY, payload)
     path = cache.path_for("kind", KEY)
@@ -55,11 +56,11 @@ def test_a_damaged_entry_is_never_served(tmp_path_factory: pytest.TempPathFactor
     path.write_bytes(bytes(raw))
     assert cache.load("kind", KEY) is None
     assert not path.exists()  # removed, so the recomputed entry replaces it
-    assert cache.counts.rejected == {"kind": 1}
+    assert list(cache.counts.rejected.values()) == [1] and set(cache.counts.rejected) <= {DAMAGED, FOREIGN_KEY}
 
 
 def test_an_entry_copied_under_another_key_is_refused(tmp_path: Path) -> None:
-    cache = DiskCache(tmp_path)
+    cache = DiskCache(tmp_path, secret=SECRET)
     cache.store("kind", KEY, b"payload")
     other = {**KEY, "seed": 99}
     target = cache.path_for("kind", other)
@@ -69,22 +70,22 @@ def test_an_entry_copied_under_another_key_is_refused(tmp_path: Path) -> None:
 
 
 def test_without_reads_entries_are_written_but_never_read(tmp_path: Path) -> None:
-    writer = DiskCache(tmp_path, reads=False)
+    writer = DiskCache(tmp_path, secret=SECRET, reads=False)
     writer.store("kind", KEY, b"payload")
     assert writer.load("kind", KEY) is None
-    assert DiskCache(tmp_path).load("kind", KEY) == b"payload"
+    assert DiskCache(tmp_path, secret=SECRET).load("kind", KEY) == b"payload"
 
 
 def test_a_failed_write_is_recorded_not_raised(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    cache = DiskCache(blocker)
+    cache = DiskCache(blocker, secret=SECRET)
     cache.store("kind", KEY, b"payload")
     assert cache.counts.write_errors and "file" in cache.counts.write_errors[0]
 
 
 def _hammer(root: str, payload: bytes, rounds: int) -> None:
-    cache = DiskCache(Path(root))
+    cache = DiskCache(Path(root), secret=SECRET)
     for _ in range(rounds):
         cache.store("kind", KEY, payload)
         assert cache.load("kind", KEY) in (None, payload)
@@ -99,8 +100,8 @@ def test_concurrent_writers_and_readers_see_whole_entries(tmp_path: Path) -> Non
     for worker in workers:
         worker.join(60)
     assert [worker.exitcode for worker in workers] == [0, 0, 0]
-    assert DiskCache(tmp_path).load("kind", KEY) == payload
-    assert [p.name for p in entry_files(tmp_path)] == [DiskCache(tmp_path).path_for("kind", KEY).name]
+    assert DiskCache(tmp_path, secret=SECRET).load("kind", KEY) == payload
+    assert [p.name for p in entry_files(tmp_path)] == [DiskCache(tmp_path, secret=SECRET).path_for("kind", KEY).name]
 
 
 def test_canonical_json_is_independent_of_order() -> None:
@@ -113,10 +114,11 @@ def test_tensors_and_modules_round_trip_exactly() -> None:
     assert loaded is not None and torch.equal(loaded, tensor)
     assert tensor_from_bytes(b"garbage", torch.device("cpu")) is None
 
-    module = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
-    data = module_to_bytes(module, {"size": {"parameters": 15}})
+    base = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+    module = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.ReLU())  # fewer output channels
+    data = module_to_bytes(module, base, torch.rand(3, 4), {"size": {"parameters": 15}})
     assert data is not None
-    restored = module_from_bytes(data, torch.device("cpu"))
+    restored = module_from_bytes(data, base, torch.device("cpu"))
     assert restored is not None
     restored_module, extra = restored
     assert extra == {"size": {"parameters": 15}}
@@ -124,10 +126,14 @@ def test_tensors_and_modules_round_trip_exactly() -> None:
     assert torch.equal(restored_module(inputs), module(inputs))
 
 
-def test_a_module_that_cannot_be_pickled_is_not_cached() -> None:
-    module = torch.nn.Linear(2, 2)
-    module.hook = lambda x: x  # type: ignore[assignment]  # a lambda cannot be pickled
-    assert module_to_bytes(module, {}) is None
+def test_a_module_its_description_cannot_rebuild_is_not_cached() -> None:
+    base = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    replaced = torch.nn.Sequential(torch.nn.Identity())  # another class: a read could not rebuild it
+    added = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())  # a submodule the base lacks
+    hooked = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    hooked[0].register_forward_hook(lambda module, inputs, output: output * 2)  # state no tensor holds
+    for module in (replaced, added, hooked):
+        assert module_to_bytes(module, base, torch.rand(3, 2), {}) is None
 
 
 def _load_source(path: Path, source: str) -> object:
@@ -288,47 +294,10 @@ def test_a_corrupt_entry_is_recomputed(tiny_project: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "cache: crafted example sets: 6 read, 0 computed; pruned models: 1 read, 1 computed",
-            "cache: 1 unusable entry (corrupt or unreadable) recomputed and replaced",
+            "cache: 1 unusable entry recomputed: 1 damaged (truncated, edited or not a cache entry)",
         ]
     )
     run(tiny_project).stdout.fnmatch_lines(["cache: *pruned models: 2 read, 0 computed"])
-
-
-EDITABLE_PRUNING = textwrap.dedent(
-    """
-    import torch
-    import pytest_advprune
-
-    @pytest_advprune.register_pruning("halve", fine_tune=False)
-    def halve(model, amount, context):
-        with torch.no_grad():
-            for parameter in model.parameters():
-                parameter.mul_(SCALE)
-        return model
-    """
-)
-
-
-def test_an_edited_pruning_function_recomputes_only_its_own_entries(tiny_project: pytest.Pytester) -> None:
-    conftest = tiny_project.path / "conftest.py"
-    tiny_project_conftest = conftest.read_text()
-    conftest.write_text(tiny_project_conftest + EDITABLE_PRUNING.replace("SCALE", "1.0"))
-    tiny_project.makeini(
-        "[pytest]\nadvprune_prunings =\n    l1_unstructured:0.5\n    halve:0.5\nadvprune_attacks = fgsm:0.1\n"
-        "advprune_finetune_epochs = 1\nadvprune_max_clean_drop = 100\n"
-    )
-    run(tiny_project, "--update-baselines").assert_outcomes(passed=2)
-
-    # The same function: everything is read.
-    run(tiny_project).stdout.fnmatch_lines(
-        ["cache: crafted example sets: 3 read, 0 computed; pruned models: 2 read, 0 computed"]
-    )
-
-    # Its code edited (a different result): its pruned model and its white-box examples are computed again,
-    # the other pruning's and the base model's are read.
-    conftest.write_text(tiny_project_conftest + EDITABLE_PRUNING.replace("SCALE", "0.999"))
-    edited = run(tiny_project)
-    edited.stdout.fnmatch_lines(["cache: crafted example sets: 2 read, 1 computed; pruned models: 1 read, 1 computed"])
 
 
 def test_other_weights_recompute_that_models_entries(
@@ -402,3 +371,235 @@ def test_a_pytest_cache_that_is_a_file_turns_the_cache_off_with_a_warning(pytest
     result.assert_outcomes(passed=1, warnings=2)
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     result.stdout.fnmatch_lines(["*advprune: the cache is off for this run*--advprune-cache-dir*"])
+
+
+# -- hostile caches: forged entries, code in payloads, links, special files ---------------------------
+
+
+def _forge(path: Path, payload: bytes, seal: bytes | None = None) -> None:
+    """Rewrite the entry at ``path`` around ``payload``, with a consistent SHA-256, as someone who can
+    write the cache folder can; its HMAC is ``seal`` (by default the old one, which no longer matches)."""
+    import hashlib
+
+    data = path.read_bytes()
+    magic, key, _digest, old_seal, _payload = data.split(b"\n", 4)
+    digest = hashlib.sha256(payload).hexdigest().encode()
+    path.write_bytes(b"\n".join([magic, key, digest, seal or old_seal, payload]))
+
+
+def _seal(secret: bytes, path: Path, payload: bytes) -> bytes:
+    import hashlib
+    import hmac
+
+    key = path.read_bytes().split(b"\n", 2)[1]
+    digest = hashlib.sha256(payload).hexdigest().encode()
+    return hmac.new(secret, key + b"\n" + digest, hashlib.sha256).hexdigest().encode()
+
+
+class _RunsCode:
+    """Unpickling this writes a marker file: the payload a tampered cache entry would carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        import builtins
+
+        return (builtins.exec, (f"open({str(self.marker)!r}, 'w').write('ran')", "exec"))
+
+
+def _code_payload(marker: Path) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"module": _RunsCode(marker), "extra": {}}, buffer)
+    return buffer.getvalue()
+
+
+def test_an_entry_forged_without_the_key_is_refused(tmp_path: Path) -> None:
+    cache = DiskCache(tmp_path, secret=SECRET)
+    cache.store("kind", KEY, b"the real payload")
+    _forge(cache.path_for("kind", KEY), b"a payload that lies")
+    assert cache.load("kind", KEY) is None
+    assert cache.counts.rejected == {FOREIGN_KEY: 1}
+    cache.store("kind", KEY, b"payload")
+    assert DiskCache(tmp_path, secret=b"x" * 32).load("kind", KEY) is None  # another machine's key
+
+
+def test_reading_a_payload_runs_no_code_even_under_the_right_key(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    payload = _code_payload(marker)
+    base = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    assert module_from_bytes(payload, base, torch.device("cpu")) is None
+    assert tensor_from_bytes(payload, torch.device("cpu")) is None
+    assert not marker.exists()
+
+
+def test_a_tampered_pruned_model_entry_runs_no_code_in_any_mode(tiny_project: pytest.Pytester) -> None:
+    run(tiny_project, "--update-baselines").assert_outcomes(passed=4)
+    marker = tiny_project.path / "ran"
+    secret = (tiny_project.path / ".config" / "pytest-advprune" / "cache-key").read_bytes().strip()
+    for mode in ((), ("--advprune-ci", "--advprune-ci-cache")):
+        for entry in cache_entries(tiny_project, "pruned_models"):
+            payload = _code_payload(marker)
+            _forge(entry, payload, seal=_seal(secret, entry, payload))  # even a forger who holds the key
+        result = run(tiny_project, *mode)
+        result.assert_outcomes(passed=4)
+        result.stdout.fnmatch_lines(["cache: *pruned models: 0 read, 2 computed", "*2 intact but no longer loadable*"])
+        assert not marker.exists()
+
+
+def test_a_swapped_example_set_is_refused_in_ci_mode(tiny_project: pytest.Pytester) -> None:
+    """Examples of another attack put in place of a cell's (with a consistent hash) would change its
+    verdict: without the key they are refused and recomputed, and the gate sees the real numbers."""
+    run(tiny_project, "--update-baselines").assert_outcomes(passed=4)
+    entries = cache_entries(tiny_project, "adversarials")
+    payloads = [entry.read_bytes().split(b"\n", 4)[4] for entry in entries]
+    for entry, payload in zip(entries, payloads[1:] + payloads[:1], strict=True):
+        _forge(entry, payload)
+    result = run(tiny_project, "--advprune-ci", "--advprune-ci-cache")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "*4 cells: 4 passed*",
+            "cache: crafted example sets: 0 read, 6 computed; *",
+            "cache: 6 unusable entries recomputed: 6 not written with this cache key*",
+        ]
+    )
+
+
+def test_links_and_special_files_in_the_cache_are_skipped(tmp_path: Path) -> None:
+    root, outside = tmp_path / "cache", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.json").write_text("{}")
+    cache = DiskCache(root, secret=SECRET)
+    folder = cache.path_for("kind", KEY).parent
+    folder.parent.mkdir(parents=True)
+    folder.symlink_to(outside, target_is_directory=True)  # the entry's folder links out of the cache
+    cache.store("kind", KEY, b"payload")
+    assert sorted(p.name for p in outside.iterdir()) == ["keep.json"]  # nothing written through the link
+    assert cache.load("kind", KEY) is None
+    cache.reject("kind", KEY)
+    assert (outside / "keep.json").exists()
+
+    other = {**KEY, "seed": 4}
+    entry = cache.path_for("kind", other)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(entry)  # a FIFO where an entry belongs: opening it for reading would wait forever
+    assert cache.load("kind", other) is None
+    cache.store("kind", other, b"payload")  # replaces it
+    assert cache.load("kind", other) == b"payload"
+    linked = {**KEY, "seed": 5}
+    cache.path_for("kind", linked).parent.mkdir(parents=True, exist_ok=True)
+    cache.path_for("kind", linked).symlink_to(outside / "keep.json")
+    assert cache.load("kind", linked) is None
+    assert (outside / "keep.json").read_text() == "{}"
+
+
+def test_temporary_files_of_killed_writers_are_removed(tmp_path: Path) -> None:
+    cache = DiskCache(tmp_path, secret=SECRET)
+    cache.store("kind", KEY, b"payload")
+    entry = cache.path_for("kind", KEY)
+    dead = multiprocessing.get_context("spawn").Process(target=int)
+    dead.start()
+    dead.join()
+    stale = entry.with_name(f".{entry.name}.{dead.pid}.0a1b2c3d.tmp")  # its writer was killed mid-write
+    live = entry.with_name(f".{entry.name}.{os.getppid()}.0a1b2c3d.tmp")  # a writer still at work
+    stale.write_bytes(b"half an entry")
+    live.write_bytes(b"half an entry")
+    cache.remove_stale_temporaries()
+    assert not stale.exists() and live.exists() and entry.exists()
+    assert cache.counts.stale_temporaries == 1
+
+
+def test_a_cache_folder_that_is_a_file_turns_the_cache_off_with_one_message(
+    tiny_project: pytest.Pytester,
+) -> None:
+    (tiny_project.path / CACHE_DIR).write_text("not a folder")
+    result = run(tiny_project, "--update-baselines", "-W", "default")
+    result.assert_outcomes(passed=4, warnings=1)
+    result.stdout.fnmatch_lines([f"*the cache is off for this run: its folder *{CACHE_DIR} is a file*"])
+    assert "unusable" not in result.stdout.str()
+
+
+def test_a_run_without_cells_passes_where_nothing_can_be_written(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only checkout (simulated: the tests run as root, whom permissions do not stop) and a
+    home folder where no key can be made: the plugin warns and the run passes."""
+    pytester.makepyfile("def test_plain():\n    assert True\n")
+    original_mkdir = Path.mkdir
+
+    def read_only_mkdir(self: Path, *args: object, **kwargs: object) -> None:
+        if self.is_relative_to(pytester.path):
+            raise PermissionError(13, "Permission denied", str(self))
+        original_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", read_only_mkdir)
+    result = pytester.runpytest("-W", "default")
+    result.assert_outcomes(passed=1)
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+# -- keys that edits cannot fool ------------------------------------------------------------------
+
+
+def test_a_tensor_constant_is_fingerprinted_by_content_not_repr(tmp_path: Path) -> None:
+    source = "import torch\nWEIGHTS = torch.ones(5000)\n{edit}\ndef prune(model):\n    return model * WEIGHTS\n"
+    plain = _load_source(tmp_path / "t_plain.py", source.format(edit=""))
+    edited = _load_source(tmp_path / "t_edited.py", source.format(edit="WEIGHTS[2500] = 0.5"))
+    again = _load_source(tmp_path / "t_again.py", source.format(edit=""))
+    assert repr(plain.WEIGHTS) == repr(edited.WEIGHTS)  # type: ignore[attr-defined]  # abbreviated: "..."
+    assert code_fingerprint(plain.prune) != code_fingerprint(edited.prune)  # type: ignore[attr-defined]
+    assert code_fingerprint(plain.prune) == code_fingerprint(again.prune)  # type: ignore[attr-defined]
+
+
+def test_the_methods_of_an_object_a_recipe_calls_are_in_its_fingerprint(tmp_path: Path) -> None:
+    source = """
+        from dataclasses import dataclass
+        @dataclass
+        class Recipe:
+            ratio: float
+            def apply(self, model):
+                return model * self.ratio{tail}
+        RECIPE = Recipe({ratio})
+        def prune(model):
+            return RECIPE.apply(model)
+    """
+    variants = {"plain": {"ratio": 0.3, "tail": ""}, "ratio": {"ratio": 0.5, "tail": ""}}
+    variants["method"] = {"ratio": 0.3, "tail": " * 2"}
+    fingerprints = {
+        name: code_fingerprint(_load_source(tmp_path / f"r_{name}.py", textwrap.dedent(source).format(**values)).prune)  # type: ignore[attr-defined]
+        for name, values in variants.items()
+    }
+    assert len(set(fingerprints.values())) == 3
+
+
+def test_a_module_attribute_reassigned_at_run_time_is_in_the_fingerprint(tmp_path: Path) -> None:
+    helpers = _load_source(tmp_path / "helpers.py", "FACTOR = 1.0\ndef scale(model):\n    return model * FACTOR\n")
+    recipe = _load_source(tmp_path / "recipe.py", "def prune(model):\n    return helpers.scale(model)\n")
+    recipe.helpers = helpers  # type: ignore[attr-defined]  # as ``import helpers`` binds it
+    before = code_fingerprint(recipe.prune)  # type: ignore[attr-defined]
+    helpers.FACTOR = 0.5  # type: ignore[attr-defined]  # what a conftest.py body does
+    assert code_fingerprint(recipe.prune) != before  # type: ignore[attr-defined]
+
+
+def test_an_edit_to_any_python_file_of_the_project_recomputes_and_other_files_do_not(
+    tiny_project: pytest.Pytester,
+) -> None:
+    """A conftest.py that reassigns a project module's attribute changes what a pruning computes while
+    the pruning's own code stays the same: every Python file under the rootdir is in the keys."""
+    tiny_project.makepyfile(
+        advprune_recipes="SCALE = 1.0\ndef scale(model):\n    return model\n",
+    )
+    conftest = tiny_project.path / "conftest.py"
+    original = conftest.read_text()
+    conftest.write_text("import advprune_recipes\n" + original)
+    run(tiny_project, "--update-baselines").assert_outcomes(passed=4)
+    (tiny_project.path / "NOTES.md").write_text("not code")
+    run(tiny_project).stdout.fnmatch_lines(["cache: crafted example sets: 6 read, 0 computed; pruned models: 2 read*"])
+
+    conftest.write_text("import advprune_recipes\nadvprune_recipes.SCALE = 0.5\n" + original)
+    run(tiny_project).stdout.fnmatch_lines(
+        ["cache: crafted example sets: 0 read, 6 computed; pruned models: 0 read, 2 computed"]
+    )

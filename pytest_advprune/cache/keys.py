@@ -11,6 +11,7 @@ variable whose name is computed) is not in the key: see the README's Cache secti
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import inspect
@@ -40,6 +41,46 @@ def plugin_fingerprint() -> str:
     return digest.hexdigest()[:32]
 
 
+# Folders under the rootdir that hold no project code: hidden ones (.git, .venv, .tox), caches, and
+# installed packages; a folder with a pyvenv.cfg is a virtual environment whatever its name.
+SKIPPED_FOLDERS = frozenset({"__pycache__", "node_modules", "site-packages"})
+MAX_SCANNED_ENTRIES = 200_000  # a rootdir this large (a home folder) is not a project: no reuse at all
+
+
+def project_sources_fingerprint(rootdir: Path) -> str:
+    """Every Python source file under the rootdir, by path and content. A registered function's own
+    fingerprint follows the code it reaches by name; this covers what no walk can see: a ``conftest.py``
+    that reassigns a project module's attribute, a module imported inside a function, a monkeypatch. Any
+    edit to a Python file of the project recomputes every entry: reuse is lost, never correctness."""
+    digest = hashlib.sha256()
+    scanned = 0
+    folders = [rootdir]
+    while folders:
+        folder = folders.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError:
+            continue  # an unreadable folder holds nothing a run can import either
+        scanned += len(entries)
+        if scanned > MAX_SCANNED_ENTRIES:
+            return f"unfingerprinted {id(digest)} (more than {MAX_SCANNED_ENTRIES} entries under {rootdir})"
+        if any(entry.name == "pyvenv.cfg" for entry in entries) and folder != rootdir:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):  # a linked folder is not entered: it may be anywhere
+                    if not entry.name.startswith(".") and entry.name not in SKIPPED_FOLDERS:
+                        folders.append(Path(entry.path))
+                elif entry.name.endswith(".py") and entry.is_file():  # a linked file is read: it is imported
+                    content = Path(entry.path).read_bytes()
+                    digest.update(Path(entry.path).relative_to(rootdir).as_posix().encode() + b"\0")
+                    digest.update(hashlib.sha256(content).digest())
+            except OSError:
+                digest.update(f"unreadable {entry.path}".encode())
+    return digest.hexdigest()[:32]
+
+
 def code_fingerprint(obj: Any) -> str:
     """A registered function's or class's code and the project code it uses: its source text, the values
     of the module-level constants it reads, and (recursively) the functions, classes and modules of the
@@ -58,7 +99,7 @@ def _collect(obj: Any, parts: list[str], seen: set[int]) -> None:
         return
     seen.add(id(obj))
     if isinstance(obj, functools.partial):
-        parts.append(f"partial args {_value(obj.args)} {_value(obj.keywords)}")
+        parts.append(f"partial args {_value(obj.args, parts, seen)} {_value(obj.keywords, parts, seen)}")
         _collect(obj.func, parts, seen)
         return
     if inspect.ismodule(obj):
@@ -87,12 +128,16 @@ def _functions_of(member: Any) -> list[Any]:
 
 
 def _collect_function(function: Any, parts: list[str], seen: set[int]) -> None:
-    """What a function reads besides its own text: environment variables it names, the globals it uses,
-    the variables it closes over (a factory's arguments) and its default values."""
+    """What a function reads besides its own text: environment variables it names, the globals it uses
+    (and the attributes it names of project modules among them: ``recipes.helper(model)``), the variables
+    it closes over (a factory's arguments) and its default values."""
     for variable in sorted(_environment_names(function.__code__)):
         parts.append(f"environment {variable} = {os.environ.get(variable)!r}")
     names = sorted(code_names(function.__code__))  # also attribute names: only globals are kept
     used = [(name, function.__globals__[name]) for name in names if name in function.__globals__]
+    for name, value in list(used):
+        if inspect.ismodule(value) and is_project_code(value):
+            used += [(f"{name}.{attribute}", vars(value)[attribute]) for attribute in names if attribute in vars(value)]
     closure = zip(function.__code__.co_freevars, function.__closure__ or (), strict=False)
     for name, cell in closure:
         try:
@@ -102,30 +147,89 @@ def _collect_function(function: Any, parts: list[str], seen: set[int]) -> None:
     used += [(f"default {i}", value) for i, value in enumerate(function.__defaults__ or ())]
     used += [(f"default {key}", value) for key, value in sorted((function.__kwdefaults__ or {}).items())]
     for name, value in used:
-        if is_project_code(value):
-            _collect(value, parts, seen)
-        elif inspect.isfunction(value) or inspect.isclass(value) or inspect.ismodule(value):
-            parts.append(f"library {name}: {_library_version(value)}")
-        else:
-            parts.append(f"value {name} = {_value(value)}")
+        parts.append(f"value {name} = {_value(value, parts, seen)}")
 
 
-def _value(value: Any, depth: int = 0) -> str:
-    """A value's fingerprint text: primitives and containers of them by value (recursively); other
-    objects by their repr when it carries no memory address (``torch.device('cpu')``); anything else by
-    identity, which never matches another run, so a result that depends on it is never served stale."""
+def stable_value(value: Any) -> str | None:
+    """A value's content as text, the same in every run that has the same content; None for an object
+    that has none (its repr is a memory address and it has no attributes to compare)."""
+    text = _value(value, [], set())
+    return None if "unfingerprinted " in text else text
+
+
+def _value(value: Any, parts: list[str], seen: set[int], depth: int = 0) -> str:
+    """A value's fingerprint text, by content: primitives by repr; containers item by item; tensors and
+    arrays by the SHA-256 of their bytes (a repr abbreviates them); project functions, classes and modules
+    by their code (collected into ``parts``); library ones by ``name==version``; other objects by their
+    class and their attributes (dataclass fields, ``vars``), or by a repr without a memory address. What
+    has none of these is fingerprinted by identity, which never matches another run, so a result that
+    depends on it is never served stale."""
     if isinstance(value, (type(None), bool, int, float, complex, str, bytes)):
         return repr(value)
-    if depth < 8 and isinstance(value, (tuple, list, set, frozenset)):
-        items = [_value(item, depth + 1) for item in value]
+    if depth >= 8:
+        return f"unfingerprinted {id(value)} (nested too deep)"
+    if isinstance(value, functools.partial) or is_project_code(value):
+        _collect(value, parts, seen)
+        return f"code {getattr(value, '__qualname__', None) or getattr(value, '__name__', type(value).__name__)}"
+    if inspect.isfunction(value) or inspect.isclass(value) or inspect.ismodule(value) or inspect.isbuiltin(value):
+        name = value.__name__ if inspect.ismodule(value) else f"{value.__module__}.{value.__qualname__}"
+        return f"library {name}: {_library_version(value)}"
+    if isinstance(value, (tuple, list, set, frozenset)):
+        items = [_value(item, parts, seen, depth + 1) for item in value]
         return f"{type(value).__name__}({', '.join(sorted(items) if isinstance(value, (set, frozenset)) else items)})"
-    if depth < 8 and isinstance(value, dict):
-        items = sorted(f"{_value(k, depth + 1)}: {_value(v, depth + 1)}" for k, v in value.items())
-        return f"dict({', '.join(items)})"
+    if isinstance(value, dict):
+        entries = [
+            f"{_value(k, parts, seen, depth + 1)}: {_value(v, parts, seen, depth + 1)}" for k, v in value.items()
+        ]
+        return f"{type(value).__name__}({', '.join(sorted(entries))})"
+    cls = type(value)
+    kind = f"{cls.__module__}.{cls.__qualname__}"
+    if is_project_code(cls):
+        _collect(cls, parts, seen)  # a method of the object's class is code the recipe calls
+    contents = _array_contents(value)
+    if contents is not None:
+        return f"{kind} {contents}"
+    if dataclasses.is_dataclass(value):
+        fields = {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
+        return f"{kind} {_value(fields, parts, seen, depth + 1)}"
+    if _is_torch_module(value):  # a teacher model, a mask network: its structure (repr) and its weights
+        return f"{kind} {value!r} {_value(dict(value.state_dict()), parts, seen, depth + 1)}"
+    attributes = getattr(value, "__dict__", None)
+    # The project's own objects by their attributes; a library's objects (a logger, a device) by a repr
+    # without a memory address, which is their identity.
+    if isinstance(attributes, dict) and is_project_code(cls):
+        return f"{kind} {_value(dict(attributes), parts, seen, depth + 1)}"
     text = repr(value)
     if " at 0x" not in text and " object at " not in text:
-        return f"{type(value).__module__}.{type(value).__qualname__} {text}"
+        return f"{kind} {text}"
+    if isinstance(attributes, dict) and attributes:
+        return f"{kind} {_value(dict(attributes), parts, seen, depth + 1)}"
     return f"unfingerprinted {id(value)} {text}"
+
+
+def _is_torch_module(value: Any) -> bool:
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.nn.Module)
+
+
+def _array_contents(value: Any) -> str | None:
+    """dtype, shape and the SHA-256 of the bytes of a torch tensor or a numpy array."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        data = tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+        return f"{tensor.dtype} {tuple(tensor.shape)} {_sha(data)}"
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.ndarray):
+        array = numpy.ascontiguousarray(value)
+        if array.dtype == object:
+            return None
+        return f"{array.dtype} {array.shape} {_sha(array.tobytes())}"
+    return None
 
 
 def _library_version(value: Any) -> str:

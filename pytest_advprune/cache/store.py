@@ -1,27 +1,43 @@
 """A content-addressed store on disk: bytes filed under the SHA-256 of a JSON key, written atomically,
-checked on every read.
+authenticated and checked on every read.
 
-An entry is ``MAGIC`` line, the key as canonical JSON, the payload's SHA-256, then the payload. A read
-returns the payload only if all of that holds for the key asked for; anything else (a truncated file, a
-flipped byte, a foreign file, another format) is treated as absent, removed, and recomputed by the
-caller. Writers put the whole entry in a temporary file of their own (pid and a random part in its
-name) and rename it into place, so readers and concurrent writers (xdist workers, two runs sharing the
-folder) see either no entry or a whole one; two writers of one key write the same bytes.
+An entry is the ``MAGIC`` line, the key as canonical JSON, the payload's SHA-256, an HMAC of those two
+under the cache's secret (``trust.py``), then the payload. A read returns the payload only if all of that
+holds for the key asked for; anything else (a truncated file, a flipped byte, a foreign file, an entry
+written under another secret or forged) is treated as absent, removed, and recomputed by the caller.
+Writers put the whole entry in a temporary file of their own (pid and a random part in its name) and
+rename it into place, so readers and concurrent writers (xdist workers, two runs sharing the folder) see
+either no entry or a whole one; two writers of one key write the same bytes.
+
+Nothing is read, written or deleted outside the cache's folder: an entry or a folder that is a symbolic
+link, or a special file (a FIFO, a device), is skipped, never followed or opened.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import secrets
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MAGIC = b"pytest-advprune cache 1\n"
+from pytest_advprune.paths import written_by_live_process
+
+MAGIC = b"pytest-advprune cache 2\n"
+MAX_ENTRY_BYTES = 8 << 30  # an entry larger than this is not one the plugin wrote: never read it whole
+
+# Why an entry was not used, as the summary says it.
+DAMAGED = "damaged (truncated, edited or not a cache entry)"
+FOREIGN_KEY = "not written with this cache key (another machine, or forged)"
+UNLOADABLE = "intact but no longer loadable"
+NOT_A_FILE = "not a regular file (a link, FIFO or device; skipped)"
+OUTSIDE = "outside the cache folder through a symbolic link (skipped)"
 
 
 def canonical_json(key: Mapping[str, Any]) -> bytes:
@@ -34,15 +50,22 @@ class CacheCounts:
 
     read: dict[str, int] = field(default_factory=dict)
     computed: dict[str, int] = field(default_factory=dict)
-    rejected: dict[str, int] = field(default_factory=dict)  # corrupt or unreadable entries, recomputed
+    rejected: dict[str, int] = field(default_factory=dict)  # unusable entries, recomputed: reason -> number
     write_errors: list[str] = field(default_factory=list)
+    stale_temporaries: int = 0  # temp files of killed writers, removed
 
     def count(self, table: dict[str, int], kind: str) -> None:
         table[kind] = table.get(kind, 0) + 1
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values, to travel from an xdist worker to the controller."""
-        return {"read": self.read, "computed": self.computed, "rejected": self.rejected, "errors": self.write_errors}
+        return {
+            "read": self.read,
+            "computed": self.computed,
+            "rejected": self.rejected,
+            "errors": self.write_errors,
+            "stale_temporaries": self.stale_temporaries,
+        }
 
     def add(self, other: Mapping[str, Any]) -> None:
         for name in ("read", "computed", "rejected"):
@@ -50,24 +73,33 @@ class CacheCounts:
             for kind, number in dict(other.get(name) or {}).items():
                 table[kind] = table.get(kind, 0) + int(number)
         self.write_errors += [str(error) for error in other.get("errors") or ()]
+        self.stale_temporaries += int(other.get("stale_temporaries") or 0)
 
     def summary(self) -> list[str]:
-        """Lines for the run's summary: what was read and computed, per kind; corrupt entries; errors."""
-        kinds = sorted({*self.read, *self.computed, *self.rejected})
-        if not kinds and not self.write_errors:
+        """Lines for the run's summary: what was read and computed, per kind; unusable entries, by reason;
+        errors."""
+        kinds = sorted({*self.read, *self.computed})
+        if not (kinds or self.write_errors or self.rejected or self.stale_temporaries):
             return []
         parts = [
             f"{KIND_NAMES.get(kind, kind)}: {self.read.get(kind, 0)} read, {self.computed.get(kind, 0)} computed"
             for kind in kinds
         ]
-        lines = ["cache: " + "; ".join(parts)]
+        lines = ["cache: " + "; ".join(parts)] if parts else []
         rejected = sum(self.rejected.values())
         if rejected:
+            reasons = ", ".join(f"{number} {reason}" for reason, number in sorted(self.rejected.items()))
+            lines.append(f"cache: {rejected} unusable entr{'y' if rejected == 1 else 'ies'} recomputed: {reasons}")
+        if self.rejected.get(FOREIGN_KEY):
             lines.append(
-                f"cache: {rejected} unusable entr{'y' if rejected == 1 else 'ies'} (corrupt or "
-                "unreadable) recomputed and replaced"
+                "cache: to share a cache between machines (a CI cache), set ADVPRUNE_CACHE_KEY to one secret on "
+                "all of them (see the README's Cache section)"
             )
+        if self.stale_temporaries:
+            lines.append(f"cache: removed {self.stale_temporaries} temporary files of writers that were killed")
         lines += [f"cache: could not write {error}" for error in self.write_errors[:5]]
+        if len(self.write_errors) > 5:
+            lines.append(f"cache: could not write {len(self.write_errors) - 5} more entries")
         return lines
 
 
@@ -75,13 +107,14 @@ KIND_NAMES = {"pruned_models": "pruned models", "adversarials": "crafted example
 
 
 class DiskCache:
-    """Entries under ``root/<kind>/<first two hex digits>/<digest>``. With ``reads`` False (CI mode,
-    unless asked otherwise) entries are written but never read."""
+    """Entries under ``root/<kind>/<first two hex digits>/<digest>``, authenticated with ``secret``. With
+    ``reads`` False (CI mode, unless asked otherwise) entries are written but never read."""
 
-    def __init__(self, root: Path, *, reads: bool = True) -> None:
+    def __init__(self, root: Path, *, secret: bytes, reads: bool = True) -> None:
         self.root = root
         self.reads = reads
         self.counts = CacheCounts()
+        self._secret = secret
 
     def path_for(self, kind: str, key: Mapping[str, Any]) -> Path:
         digest = hashlib.sha256(canonical_json(key)).hexdigest()
@@ -91,33 +124,46 @@ class DiskCache:
         if not self.reads:
             return None
         path = self.path_for(kind, key)
+        if not self._inside(path.parent):
+            self.counts.count(self.counts.rejected, OUTSIDE)
+            return None
         try:
-            data = path.read_bytes()
+            data = _read_regular_file(path)
         except FileNotFoundError:
             return None
-        except OSError:
-            self.counts.count(self.counts.rejected, kind)
+        except NotARegularFile:
+            self.counts.count(self.counts.rejected, NOT_A_FILE)
             return None
-        payload = _payload_of(data, canonical_json(key))
-        if payload is None:
-            self.reject(kind, key)
+        except OSError as error:
+            self.counts.count(self.counts.rejected, f"unreadable ({error.strerror or error})")
+            return None
+        payload, problem = self._payload_of(data, canonical_json(key))
+        if problem:
+            self.reject(kind, key, problem)
         return payload
 
-    def reject(self, kind: str, key: Mapping[str, Any]) -> None:
-        """Forget an entry that cannot be used (corrupt, or its contents no longer load)."""
-        self.counts.count(self.counts.rejected, kind)
-        with contextlib.suppress(OSError):  # another process removed or replaced it: it is not trusted either way
-            self.path_for(kind, key).unlink()
+    def reject(self, kind: str, key: Mapping[str, Any], reason: str = UNLOADABLE) -> None:
+        """Forget an entry that cannot be used (damaged, forged, or its contents no longer load)."""
+        self.counts.count(self.counts.rejected, reason)
+        path = self.path_for(kind, key)
+        if self._inside(path.parent):  # unlink removes a link itself, never what it points to
+            with contextlib.suppress(OSError):  # another process removed or replaced it: not trusted either way
+                path.unlink()
 
     def store(self, kind: str, key: Mapping[str, Any], payload: bytes) -> None:
         """Write an entry; a failure (read-only or full disk) is recorded, never raised: the cache only
         saves time, the numbers were computed."""
         path = self.path_for(kind, key)
-        entry = MAGIC + canonical_json(key) + b"\n" + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+        key_json = canonical_json(key)
+        digest = hashlib.sha256(payload).hexdigest().encode()
+        entry = MAGIC + key_json + b"\n" + digest + b"\n" + self._seal(key_json, digest) + b"\n" + payload
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(temporary, "wb") as file:
+            if not self._inside(path.parent):
+                raise OSError(0, "its folder is a symbolic link out of the cache folder; not written")
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(descriptor, "wb") as file:
                 file.write(entry)
                 file.flush()
                 os.fsync(file.fileno())
@@ -125,18 +171,91 @@ class DiskCache:
         except OSError as error:
             self.counts.write_errors.append(f"{path}: {error.strerror or error}")
             with contextlib.suppress(OSError):
-                temporary.unlink()
+                if self._inside(temporary.parent):
+                    temporary.unlink()
+
+    def remove_stale_temporaries(self) -> None:
+        """Delete the temp files of writers that died mid-write (killed, out of memory), everywhere in the
+        cache; a live writer's are left alone. Folders that are links are not entered."""
+        for kind in _subfolders(self.root):
+            for folder in _subfolders(kind):
+                for temporary in _temporaries(folder):
+                    pid_text = temporary.name[1:].split(".")[1]  # .<digest>.<pid>.<random>.tmp
+                    if not written_by_live_process(temporary, pid_text):
+                        with contextlib.suppress(OSError):
+                            temporary.unlink()
+                            self.counts.stale_temporaries += 1
+
+    def _inside(self, folder: Path) -> bool:
+        """Whether ``folder`` (an entry's folder) really is inside the cache's folder: no link on the way
+        points elsewhere."""
+        try:
+            return folder.resolve().is_relative_to(self.root.resolve())
+        except (OSError, RuntimeError):  # a link loop
+            return False
+
+    def _seal(self, key_json: bytes, digest: bytes) -> bytes:
+        return hmac.new(self._secret, key_json + b"\n" + digest, hashlib.sha256).hexdigest().encode()
+
+    def _payload_of(self, data: bytes, key: bytes) -> tuple[bytes | None, str]:
+        """The payload of an entry if it is a whole, intact, authentic entry for ``key``; else None and why."""
+        if not data.startswith(MAGIC):
+            return None, DAMAGED
+        stored_key, digest, seal, payload = _fields(data[len(MAGIC) :])
+        if stored_key != key or hashlib.sha256(payload).hexdigest().encode() != digest:
+            return None, DAMAGED
+        if not hmac.compare_digest(seal, self._seal(key, digest)):
+            return None, FOREIGN_KEY
+        return payload, ""
 
 
-def _payload_of(data: bytes, key: bytes) -> bytes | None:
-    """The payload of an entry, if it is a whole, intact entry for ``key``."""
-    if not data.startswith(MAGIC):
-        return None
-    rest = data[len(MAGIC) :]
-    stored_key, newline, rest = rest.partition(b"\n")
-    digest, newline2, payload = rest.partition(b"\n")
-    if not (newline and newline2) or stored_key != key:
-        return None
-    if hashlib.sha256(payload).hexdigest().encode() != digest:
-        return None
-    return payload
+class NotARegularFile(OSError):
+    pass
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of ``path`` if it is a regular file: a link is not followed and a FIFO is not waited on
+    (opened without blocking, then refused)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as error:
+        if path.is_symlink():
+            raise NotARegularFile(str(path)) from None
+        raise error from None
+    with os.fdopen(descriptor, "rb") as file:
+        status = os.fstat(file.fileno())
+        if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_ENTRY_BYTES:
+            raise NotARegularFile(str(path))
+        return file.read()
+
+
+def _fields(rest: bytes) -> tuple[bytes, bytes, bytes, bytes]:
+    stored_key, _, rest = rest.partition(b"\n")
+    digest, _, rest = rest.partition(b"\n")
+    seal, _, payload = rest.partition(b"\n")
+    return stored_key, digest, seal, payload
+
+
+def _temporaries(folder: Path) -> list[Path]:
+    """The writers' temp files in ``folder`` (regular files named ``.<digest>.<pid>.<random>.tmp``)."""
+    try:
+        with os.scandir(folder) as entries:
+            return [
+                Path(entry.path)
+                for entry in entries
+                if entry.name.startswith(".")
+                and entry.name.endswith(".tmp")
+                and entry.name.count(".") == 4
+                and entry.is_file(follow_symlinks=False)
+            ]
+    except OSError:
+        return []
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        with os.scandir(folder) as entries:
+            return [Path(entry.path) for entry in entries if entry.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
