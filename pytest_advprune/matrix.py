@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from pytest_advprune.invariants import Invariants
 from pytest_advprune.options import Settings
 from pytest_advprune.registry import ATTACKS, DATASETS, MODELS, PRUNINGS, RegistryError
 from pytest_advprune.scopes import Scope, ScopeError, split_scope
@@ -31,6 +32,7 @@ from pytest_advprune.specs import (
     expand_attack,
     expand_pruning,
     is_sweep,
+    spec_count,
 )
 
 SpecT = TypeVar("SpecT", PruningSpec, AttackSpec)
@@ -144,7 +146,8 @@ def build_matrix(settings: Settings) -> Matrix:
     models = sorted(model_names)
     prunings = _axis(settings.pruning_specs, user_prunings, DEFAULT_PRUNINGS)
     attacks = _axis(settings.attack_specs, user_attacks, DEFAULT_ATTACKS)
-    return Matrix(
+    _check_size(models, prunings, attacks, settings.max_cells)
+    matrix = Matrix(
         models=tuple(models),
         prunings=tuple(
             _scoped_specs(prunings, expand_pruning, models, "advprune_prunings", settings.pruning_specs is not None)
@@ -153,6 +156,68 @@ def build_matrix(settings: Settings) -> Matrix:
             _scoped_specs(attacks, expand_attack, models, "advprune_attacks", settings.attack_specs is not None)
         ),
     )
+    _check_rule_scopes(matrix, settings.invariants)
+    return matrix
+
+
+def _check_size(models: Sequence[str], prunings: Sequence[str], attacks: Sequence[str], limit: int) -> None:
+    """Refuse a matrix of more than ``limit`` cells before any sweep is expanded: a ``/1000000000``
+    sweep, or two sweeps of 1000 in one line, would otherwise fill memory before the first test."""
+
+    def sizes(lines: Sequence[str], ini_key: str) -> list[tuple[str, Scope, int]]:
+        with _source(ini_key, True):
+            scoped = [
+                (line, *split_scope(line, keys=MATRIX_SCOPE_KEYS, bare_key="model", source=f"ini {ini_key}"))
+                for line in lines
+            ]
+        return [(line, scope, spec_count(text)) for line, text, scope in scoped]
+
+    pruning_sizes, attack_sizes = sizes(prunings, "advprune_prunings"), sizes(attacks, "advprune_attacks")
+    cells = 0
+    for model in models:
+        dataset = MODELS.get(model).dataset
+        per_model = [
+            sum(size for _, scope, size in axis if scope.matches(model=model, dataset=dataset))
+            for axis in (pruning_sizes, attack_sizes)
+        ]
+        cells += per_model[0] * per_model[1]
+    largest = max([*pruning_sizes, *attack_sizes], key=lambda entry: entry[2], default=None)
+    if cells <= limit and (largest is None or largest[2] <= limit):
+        return
+    line = f" The largest line is {largest[0].strip()!r}, {largest[2]:,} values." if largest else ""
+    raise MatrixError(
+        f"The matrix has {cells:,} cells (models x prunings x attacks), more than the limit of {limit:,} "
+        f"(ini advprune_max_cells).{line} Narrow a sweep or list fewer entries, or raise the limit with "
+        "--advprune-max-cells=N or ini advprune_max_cells = N."
+    )
+
+
+def _check_rule_scopes(matrix: Matrix, invariants: Invariants) -> None:
+    """An invariant or floor whose scope selects no cell of the matrix is a typo (``for MLP-*`` where the
+    model is ``mlp``) that would silently switch the rule off: refuse it, as matrix lines are."""
+    rules = (*invariants.max_clean_drop, *invariants.max_robustness_gap, *invariants.floors)
+    scoped = {rule.source: rule.scope for rule in rules if rule.scope.selectors}
+    if not scoped:
+        return
+    cells = matrix.cells
+    fields = [
+        {
+            "cell": cell.id,
+            "model": cell.model,
+            "dataset": MODELS.get(cell.model).dataset,
+            "pruning": cell.pruning.id,
+            "attack": cell.attack.id,
+        }
+        for cell in cells
+    ]
+    for source, scope in scoped.items():
+        if not any(scope.matches(**selected) for selected in fields):
+            examples = ", ".join(repr(cell.id) for cell in cells[:3]) + (", ..." if len(cells) > 3 else "")
+            raise MatrixError(
+                f"{source} selects no cell of the matrix (cells: {examples or 'none'}; models: "
+                f"{', '.join(matrix.models)}). Patterns are case-sensitive and match whole ids ('for mlp-*', "
+                "'for model=mlp', 'for attack=fgsm_*'); fix the pattern or remove the line."
+            )
 
 
 def is_selected_model(model: str, settings: Settings) -> bool:

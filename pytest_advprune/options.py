@@ -19,6 +19,8 @@ DEFAULT_TOLERANCE = 2.0  # accuracy points; about 9 of 450 digits samples
 DEVICE_CHOICES = "cpu, cuda, cuda:N, mps or auto"
 
 
+DEFAULT_MAX_CELLS = 10_000  # far above a study (the default matrix has 60), far below what exhausts memory
+
 @dataclass(frozen=True)
 class Settings:
     device: str
@@ -55,6 +57,7 @@ class Settings:
     shard: Shard | None = None  # this CI job's part of the matrix (scheduling.py)
     cache_dir: Path | None = None  # the on-disk cache (cache/); None: no cache
     cache_reads: bool = True  # False in CI mode unless asked: entries are written but never read
+    max_cells: int = DEFAULT_MAX_CELLS  # the most cells a matrix may have (checked before sweeps are expanded)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -157,6 +160,13 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--advprune-seed", default=None, help="Base seed of every cell's seed. Default: ini advprune_seed or 0"
     )
+    group.addoption(
+        "--advprune-max-cells",
+        default=None,
+        metavar="N",
+        help="The most cells the matrix may have; a larger one stops before collection. Default: ini "
+        f"advprune_max_cells or {DEFAULT_MAX_CELLS}",
+    )
 
     parser.addini(
         "advprune_baselines_dir", "Folder of the baseline files, relative to the rootdir", default="baselines"
@@ -166,6 +176,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("advprune_attacks", "Attack specs of the matrix, e.g. pgd_linf:eps=0.1,steps=20", type="linelist")
     parser.addini("advprune_samples", "Number of evaluation samples per cell (empty: all)", default="")
     parser.addini("advprune_seed", "Base seed", default="0")
+    parser.addini("advprune_max_cells", "The most cells the matrix may have", default=str(DEFAULT_MAX_CELLS))
     parser.addini(
         "advprune_cache_dir", "Folder of the cache of pruned models and crafted examples, relative to the rootdir"
     )
@@ -533,6 +544,15 @@ def read_settings(config: pytest.Config) -> Settings:
         pruning_specs=ini_list("advprune_prunings"),
         attack_specs=ini_list("advprune_attacks"),
         samples=samples,
+        max_cells=int(
+            parse_number(
+                option("advprune_max_cells") or ini("advprune_max_cells"),
+                "--advprune-max-cells",
+                int,
+                1,
+                "Use a whole number of cells, e.g. 20000.",
+            )
+        ),
         seed=int(
             parse_number(
                 option("advprune_seed") or ini("advprune_seed"), "--advprune-seed", int, 0, "Use an integer >= 0."

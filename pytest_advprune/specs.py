@@ -204,6 +204,19 @@ def is_sweep(text: str) -> bool:
     return ".." in text
 
 
+def spec_count(text: str) -> int:
+    """How many specs a line stands for (the product of its sweeps' counts), read from the text alone so
+    that a matrix can be sized before anything is expanded. A count that does not parse counts as one:
+    expanding the line then reports it."""
+    total = 1
+    for item in text.partition(":")[2].split(","):
+        if is_sweep(item):
+            count_text = item.rpartition("/")[2].strip()
+            if count_text.isdigit():  # int() refuses thousands of digits: cap what messages will show
+                total *= max(int(count_text), 1) if len(count_text) <= 30 else 10**30
+    return total
+
+
 def _round_sweep_value(value: float) -> float:
     """``0.06000000000000001`` -> ``0.06``: rounding to ``SWEEP_DIGITS`` significant digits removes the
     float error of ``start + i*(stop-start)/(count-1)`` so ids stay readable, and still tells apart any

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from pytest_advprune.invariants import (
     parse_invariants,
     scope_fields,
 )
+from pytest_advprune.matrix import MatrixError, build_matrix
 from pytest_advprune.metrics import OUTCOME_NAMES, SizeFigures, compute_metrics
 from pytest_advprune.options import Settings
 from pytest_advprune.scopes import ScopeError, split_scope
@@ -223,3 +226,29 @@ def test_a_minimal_attacks_norms_are_gated_relatively_and_max_perturbation_never
     assert [(c.metric, c.failing, c.improved) for c in changes] == (
         [("pruned_median_perturbation", failing, improved)] if failing or improved else []
     )
+
+
+@pytest.mark.parametrize(
+    ("clean_drop", "floors"),
+    [
+        ((), ("pruned_robust_accuracy >= 40 for MLP-*",)),  # ids are lower case
+        ((), ("pruned_robust_accuracy >= 40 for nosuchmodel-*",)),
+        (("5 for model=vgg",), ()),  # a model the matrix does not have
+        ((), ("pruned_clean_accuracy >= 50 for attack=pgd_*, model=lenet",)),
+    ],
+)
+def test_a_rule_whose_scope_selects_no_cell_is_refused(clean_drop: tuple[str, ...], floors: tuple[str, ...]) -> None:
+    """A typo in a scope would switch the rule off without a word; matrix lines are refused for it too."""
+    settings = plain_settings(
+        model_specs=("lenet", "mlp"),
+        pruning_specs=("channel:0.5",),
+        attack_specs=("fgsm:0.1",),
+        invariants=parse_invariants(clean_drop, (), floors),
+    )
+    line = (clean_drop or floors)[0]
+    with pytest.raises(MatrixError, match=rf"{re.escape(repr(line))} selects no cell of the matrix.*lenet-channel_0.5"):
+        build_matrix(settings)
+    matching = parse_invariants(
+        (), (), ("pruned_robust_accuracy >= 40 for mlp-*", "pruned_clean_accuracy >= 1 for dataset=digits")
+    )
+    assert build_matrix(dataclasses.replace(settings, invariants=matching)).cells

@@ -267,6 +267,44 @@ def test_a_bad_sweep_in_the_ini_names_its_source() -> None:
         build_matrix(matrix_settings(("channel:0.5..1.0/3",), ("fgsm",), ("lenet",)))
 
 
+@pytest.mark.parametrize(
+    ("prunings", "attacks", "cells"),
+    [
+        (("channel:0.1..0.9/100000",), ("fgsm:0.1",), "200,000 cells"),  # 2 models
+        (("channel:0.1..0.9/1000000000",), ("fgsm:0.1",), "2,000,000,000 cells"),
+        (("channel:0.5",), ("pgd_linf:eps=0.01..0.3/1000,steps=1..1000/1000",), "2,000,000 cells"),
+        (("channel:0.5",), ("fgsm:0.1..0.3/" + "9" * 5000,), "[0-9,]+ cells"),  # more digits than int() takes
+    ],
+)
+def test_a_matrix_beyond_the_cell_limit_is_refused_before_it_is_expanded(
+    prunings: tuple[str, ...], attacks: tuple[str, ...], cells: str
+) -> None:
+    settings = matrix_settings(prunings, attacks, ("lenet", "mlp"))
+    with pytest.raises(MatrixError, match=rf"has {cells}.*limit of 10,000.*--advprune-max-cells=N"):
+        build_matrix(settings)
+
+
+def test_the_cell_limit_counts_scoped_lines_per_model_and_can_be_raised() -> None:
+    lines = (("channel:0.1..0.9/9",), ("fgsm:0.01..0.3/30 for model=lenet", "pgd_l2:0.5"))
+    settings = matrix_settings(*lines, ("lenet", "mlp"))  # lenet: 9 x 31, mlp: 9 x 1 = 288 cells
+    assert len(build_matrix(dataclasses.replace(settings, max_cells=288)).cells) == 288
+    with pytest.raises(MatrixError, match="has 288 cells"):
+        build_matrix(dataclasses.replace(settings, max_cells=287))
+
+
+def test_the_cell_limit_option_is_validated_and_applied(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(TINY_CONFTEST)
+    pytester.makeini(SWEEP_INI)
+    pytester.makepyfile(test_cells=CELL_TEST)
+    refused = pytester.runpytest("--collect-only", "-q", "--advprune-max-cells=2")
+    assert refused.ret != 0
+    refused.stdout.fnmatch_lines(["*has 3 cells*more than the limit of 2*"])
+    assert "Traceback" not in refused.stdout.str()
+    pytester.runpytest("--collect-only", "-q", "--advprune-max-cells=3").assert_outcomes()
+    bad = pytester.runpytest("--advprune-max-cells=lots")
+    bad.stderr.fnmatch_lines(["*--advprune-max-cells='lots' is not an integer*"])
+
+
 # --- a project --------------------------------------------------------------------------------------------
 
 SWEEP_INI = textwrap.dedent(
