@@ -520,7 +520,8 @@ def read_settings(config: pytest.Config) -> Settings:
     )
     shard_text = option("advprune_shard")
     try:
-        shard = parse_shard(shard_text) if shard_text else None
+        # An empty value (a CI matrix variable that was not set) is an error, never the whole matrix.
+        shard = parse_shard(shard_text) if shard_text is not None else None
     except ShardError as error:
         raise pytest.UsageError(str(error)) from None
     return Settings(

@@ -7,6 +7,7 @@ or in one job (shards) is what makes each of those happen once.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,12 @@ class ShardError(ValueError):
     """An ``--advprune-shard`` value that is not ``K/N``."""
 
 
+# A bound well above any CI matrix (shards hold whole models, so more shards than models run nothing),
+# and low enough that no count can make the split or a message about it large.
+MAX_SHARDS = 10_000
+_SHARD = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*")
+
+
 @dataclass(frozen=True)
 class Shard:
     index: int  # 1-based, as users count jobs
@@ -70,16 +77,22 @@ class Shard:
 
 
 def parse_shard(text: str) -> Shard:
-    index_text, slash, count_text = text.strip().partition("/")
-    try:
-        index, count = int(index_text), int(count_text)
-    except ValueError:
-        index = count = 0
-    if not slash or count < 1 or not 1 <= index <= count:
+    # Digits only: int() would also take "+1" or "1_0"; and no int() of thousands of digits (a ValueError
+    # of its own since Python 3.11): a number of more than nine digits is above the bound anyway.
+    match = _SHARD.fullmatch(text)
+    fix = "the K-th of N CI jobs, e.g. --advprune-shard=1/3 in the first of three jobs"
+    if match is None:
+        what = "is empty" if not text.strip() else "is not a shard"
+        raise ShardError(f"--advprune-shard={text!r} {what}. Use K/N with 1 <= K <= N <= {MAX_SHARDS:,}: {fix}.")
+    index_digits, count_digits = (digits.lstrip("0") or "0" for digits in match.groups())
+    if len(count_digits) > 9 or int(count_digits) > MAX_SHARDS:
         raise ShardError(
-            f"--advprune-shard={text!r} is not a shard. Use K/N with 1 <= K <= N: the K-th of N CI jobs, "
-            "e.g. --advprune-shard=1/3 in the first of three jobs."
+            f"--advprune-shard={text!r} asks for {count_digits} shards; at most {MAX_SHARDS:,} are allowed (a shard "
+            f"runs whole models: use at most as many shards as models). Use K/N with 1 <= K <= N: {fix}."
         )
+    index, count = (int(index_digits) if len(index_digits) <= 9 else MAX_SHARDS + 1), int(count_digits)
+    if not 1 <= index <= count:
+        raise ShardError(f"--advprune-shard={text!r} is not a shard. Use K/N with 1 <= K <= N: {fix}.")
     return Shard(index, count)
 
 
@@ -87,10 +100,12 @@ def assign_models(weights: Mapping[str, int], count: int) -> dict[str, int]:
     """Shard (1-based) of each model: heaviest first onto the lightest shard so far (ties: by name), so
     every job gets whole models and about the same number of tests. Deterministic, so every job of a CI
     matrix computes the same split from the same collection."""
-    loads = [0] * count
+    # Only the first len(weights) shards can receive a model (each empty shard is lighter than any
+    # loaded one, lowest number first), so the work and memory follow the models, never ``count``.
+    loads = [0] * min(count, len(weights))
     assignment: dict[str, int] = {}
     for model in sorted(weights, key=lambda name: (-weights[name], name)):
-        lightest = min(range(count), key=lambda shard: (loads[shard], shard))
+        lightest = min(range(len(loads)), key=lambda shard: (loads[shard], shard))
         loads[lightest] += weights[model]
         assignment[model] = lightest + 1
     return assignment
