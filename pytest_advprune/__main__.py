@@ -19,7 +19,8 @@ from pathlib import Path
 
 def main(argv: Sequence[str] | None = None) -> int:
     from pytest_advprune.baselines import BaselineFileError
-    from pytest_advprune.reports.render import SUFFIXES, ReportError, merge_reports, write_report
+    from pytest_advprune.reports.merge import ReportError, merge_reports
+    from pytest_advprune.reports.render import SUFFIXES, write_report
     from pytest_advprune.reports.stored import stored_document
 
     parser = argparse.ArgumentParser(prog="python -m pytest_advprune", description=(__doc__ or "").split("\n\n")[0])

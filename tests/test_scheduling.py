@@ -199,5 +199,5 @@ def test_merging_conflicting_or_foreign_reports_fails_naming_the_file(
     assert main(["merge-reports", str(tmp_path / "out.json"), str(good), str(foreign)]) == 2
     assert f"{foreign}: not a pytest-advprune JSON report" in capsys.readouterr().err
     assert not (tmp_path / "out.json").exists()
-    assert main(["merge-reports", str(tmp_path / "out.md"), str(good), str(good)]) == 0
+    assert main(["merge-reports", str(tmp_path / "out.md"), str(good)]) == 0
     assert "m-p-a" in (tmp_path / "out.md").read_text()

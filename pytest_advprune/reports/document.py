@@ -111,9 +111,12 @@ def build_document(
     plugin_version: str,
     latency: Iterable[Mapping[str, Any]] = (),
     shard: tuple[int, int] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole report: ``source`` is ``run`` (statuses are the gate's verdicts) or ``baselines`` (rendered
-    from stored files: every status is ``stored``, and nothing was compared)."""
+    from stored files: every status is ``stored``, and nothing was compared). ``settings`` and
+    ``provenance`` say what else a run's numbers depend on (``reports/run.py``); None for stored files."""
     cells = ordered(cells)  # failures first: JSON keeps this order (its cells are keyed by id, not sorted)
     latency = [dict(row) for row in latency]
     counts = Counter(cell["status"] for cell in cells)
@@ -124,6 +127,8 @@ def build_document(
         "source": source,
         "gate": gate,
         "shard": None if shard is None else {"index": shard[0], "count": shard[1]},
+        "settings": None if settings is None else dict(settings),
+        "provenance": None if provenance is None else dict(provenance),
         "summary": {
             "cells": len(cells),
             "statuses": {status: counts[status] for status in STATUSES if counts[status]},

@@ -27,6 +27,8 @@ from pytest_advprune.reports.terminal import matrix_lines
 from pytest_advprune.scheduling import strip_group
 
 if TYPE_CHECKING:
+    from pytest_advprune.invariants import Rule
+    from pytest_advprune.options import Settings
     from pytest_advprune.session import AdvPruneSession
 
 # The summary counts verdicts in the order a reviewer cares about them (see gate.py for their meaning).
@@ -94,6 +96,7 @@ class RunReport:
         self.unmeasured_timings = 0
         self.args: list[str] = []  # this run's arguments, for the commands the summary suggests
         self.worker_cache_counts = CacheCounts()  # what xdist workers did with the cache
+        self._provenance: dict[str, Any] | None = None
 
     # -- hooks -------------------------------------------------------------------------------------
 
@@ -307,6 +310,8 @@ class RunReport:
         """This run's report (see ``document.py``)."""
         from pytest_advprune import __version__
 
+        if self._provenance is None:  # once: git runs for it, and the report may be rendered twice
+            self._provenance = run_provenance(self.rootdir)
         return build_document(
             self.records.values(),
             source="run",
@@ -314,6 +319,8 @@ class RunReport:
             plugin_version=__version__,
             latency=latency_rows(self.latencies),
             shard=None if self.settings.shard is None else (self.settings.shard.index, self.settings.shard.count),
+            settings=run_settings(self.settings),
+            provenance=self._provenance,
         )
 
     def cache_lines(self) -> list[str]:
@@ -357,6 +364,82 @@ class RunReport:
             for r in rows
         ]
         return lines
+
+
+def run_settings(settings: Settings) -> dict[str, Any]:
+    """What a run's numbers and verdicts depend on besides the code, the data and the baselines, by ini
+    name: the shards of one run share every value, and ``merge-reports`` refuses reports that differ in
+    one. Left out: what only selects cells (patterns, the shard), or says where files go (baselines,
+    cache, report), since shards of one run may differ there without changing a number."""
+    invariants = settings.invariants
+    return {
+        "seed": settings.seed,
+        "samples": settings.samples,
+        # The type only: CI jobs get CPUs of other instruction sets or GPUs of other models, which baselines
+        # tolerate as environment changes; cuda:0 and cuda:1 compute alike.
+        "device": settings.device.partition(":")[0],
+        "dtype": settings.dtype,
+        "threads": settings.threads,
+        "batch_size": settings.batch_size,
+        "finetune_epochs": settings.finetune_epochs,
+        "finetune_lr": settings.finetune_learning_rate,
+        "tolerance": settings.tolerance,
+        "metric_tolerances": dict(sorted(settings.metric_tolerances.items())),
+        "retrain_tolerance": settings.retrain_tolerance,
+        "retrain_metric_tolerances": dict(sorted(settings.retrain_metric_tolerances.items())),
+        "alpha": settings.alpha,
+        "perturbation_tolerance": settings.perturbation_tolerance,
+        "sanity": settings.sanity,
+        "max_clean_drop": [_rule_text(rule) for rule in invariants.max_clean_drop],
+        "max_robustness_gap": [_rule_text(rule) for rule in invariants.max_robustness_gap],
+        "floors": [_rule_text(rule) for rule in invariants.floors],
+        "ci": settings.ci_mode,
+        "update_baselines": settings.update_baselines,
+        "accept_regressions": list(settings.accept_regressions),
+        "timing_batch_sizes": list(settings.timing_batch_sizes),
+        "timing_rounds": settings.timing_rounds,
+    }
+
+
+def _rule_text(rule: Rule) -> str:
+    value = "off" if rule.value is None else f"{rule.value:g}"
+    return f"{rule.metric} {rule.operator} {value}" + (f" for {rule.scope.text}" if rule.scope.text else "")
+
+
+def run_provenance(rootdir: Path) -> dict[str, Any]:
+    """The source and the environment of a run: the git commit of the rootdir's checkout, Python's
+    major.minor and the installed versions of the libraries that compute the numbers."""
+    import sys
+
+    from pytest_advprune.cache.keys import library_versions
+
+    return {
+        "commit": source_commit(rootdir),
+        "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+        "libraries": dict(library_versions()),
+    }
+
+
+def source_commit(rootdir: Path) -> str | None:
+    """``git rev-parse HEAD`` in ``rootdir``; None outside a git checkout, or where git is missing or hangs
+    (a report is never worth a failed run)."""
+    import re
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", "HEAD"],
+            cwd=rootdir,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit) else None
 
 
 def _without_accept_option(args: Sequence[str]) -> list[str]:
