@@ -7,12 +7,15 @@ indent, a final newline and rounded floats, so an unchanged cell rewrites the sa
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import os
+import re
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +33,16 @@ REQUIRED_KEYS = ("schema_version", "cell", "provenance", "metrics", "outcomes")
 # thread count changes the order of float reductions, which fine-tuning and attacks amplify: it defines
 # the numbers as much as the seed does.
 IDENTITY_FIELDS = ("dataset", "model", "pruning", "attack", "samples", "seed", "threads")
+CELL_KEYS = ("model", "pruning", "attack")
+# A file name part is kept as it is when it consists of these characters (those of ASCII names and of the
+# numbers ids are made of), does not start with a dot and is at most MAX_NAME_LENGTH long. Any other part
+# (a string attack parameter can hold quotes, '<', '/', '..'; a name can hold non-ASCII letters) becomes
+# a safe prefix of it, '=' and a hash of the whole part: '=' never occurs in a kept part, so the two kinds
+# never meet, and the hash keeps different parts apart. The length leaves room for '.json' and the
+# writer's temp-file name within the 255 bytes most file systems allow.
+SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
+MAX_NAME_LENGTH = 150
+NAME_HASH_LENGTH = 16  # hex digits of SHA-256: 64 bits, far from a collision among a matrix's ids
 
 
 class BaselineFileError(ValueError):
@@ -42,6 +55,17 @@ class BaselineFileError(ValueError):
         )
         self.path = path
         self.problem = problem
+
+
+def file_name_part(identifier: str) -> str:
+    """``identifier`` (a model name, a pruning id or an attack id) as one component of a baseline path:
+    itself when it is ordinary (``SAFE_NAME``, no leading dot, at most ``MAX_NAME_LENGTH`` characters),
+    else its safe characters (others as ``_``), ``=`` and a hash of it, so no two identifiers share a part."""
+    if SAFE_NAME.fullmatch(identifier) and not identifier.startswith(".") and len(identifier) <= MAX_NAME_LENGTH:
+        return identifier
+    digest = hashlib.sha256(identifier.encode("utf-8", "surrogatepass")).hexdigest()[:NAME_HASH_LENGTH]
+    readable = re.sub(r"[^A-Za-z0-9._-]", "_", identifier).lstrip(".")
+    return f"{readable[: MAX_NAME_LENGTH - NAME_HASH_LENGTH - 1]}={digest}"
 
 
 def display_path(path: Path, rootdir: Path) -> str:
@@ -109,6 +133,7 @@ class Baseline:
     provenance: dict[str, Any]
     metrics: dict[str, Any]
     outcomes: dict[str, list[bool]]
+    cell: dict[str, str] = field(default_factory=dict)  # the ids it was written for (CELL_KEYS)
 
 
 class BaselineStore:
@@ -116,7 +141,11 @@ class BaselineStore:
         self.root = root
 
     def path_for(self, cell: CellSpec) -> Path:
-        return self.root / cell.model / cell.pruning.id / f"{cell.attack.id}.json"
+        return self.path_of(cell.model, cell.pruning.id, cell.attack.id)
+
+    def path_of(self, model: str, pruning_id: str, attack_id: str) -> Path:
+        """Where the cell with these ids keeps its baseline (``file_name_part`` of each id)."""
+        return self.root / file_name_part(model) / file_name_part(pruning_id) / f"{file_name_part(attack_id)}.json"
 
     def existing_files(self) -> list[Path]:
         """Every baseline-shaped file under the root (``<model>/<pruning>/<attack>.json``), sorted;
@@ -235,36 +264,82 @@ def _written_by_live_process(temp: Path, name: str) -> bool:
     return True
 
 
+def brief_repr(value: Any) -> str:
+    """``value!r`` for a message, cut short: a hand-edited file can hold a number of 4000 digits."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
+
+
+def _finite(value: int | float) -> bool:
+    """Whether a JSON number is one the statistics and the reports can use: Python's json reads ``NaN``,
+    ``Infinity`` and ``1e400`` (as inf), and integers too large for a float overflow every computation."""
+    return math.isfinite(value) if isinstance(value, float) else abs(value) <= sys.float_info.max
+
+
+def _not_finite(value: int | float) -> str:
+    return "too large for a float" if isinstance(value, int) else "not a finite number"
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"
+
+
+def _first_non_finite(data: Any) -> tuple[str, Any] | None:
+    """The first number anywhere in ``data`` that is not ``_finite``, with where it is (``a.b[2]``).
+    A loop, not recursion: nesting as deep as the JSON reader allows must not overflow the stack here."""
+    pending: list[tuple[str, Any]] = [("", data)]
+    while pending:
+        where, value = pending.pop()
+        if isinstance(value, dict):
+            pending += [(f"{where}.{key}" if where else str(key), item) for key, item in reversed(value.items())]
+        elif isinstance(value, list):
+            pending += [(f"{where}[{index}]", item) for index, item in reversed(list(enumerate(value)))]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and not _finite(value):
+            return where, value
+    return None
+
+
 def parse_baseline(path: Path, data: Any) -> Baseline:
     if not isinstance(data, dict):
-        raise BaselineFileError(path, f"the top level is a {type(data).__name__}, not an object")
+        raise BaselineFileError(path, f"the top level is {_a(type(data).__name__)}, not an object")
     missing = [key for key in REQUIRED_KEYS if key not in data]
     if missing:
         raise BaselineFileError(path, f"missing keys {missing}")
     version = data["schema_version"]
     if type(version) is not int or version != SCHEMA_VERSION:
         raise BaselineFileError(
-            path, f"schema_version {version!r} is not supported (this plugin reads {SCHEMA_VERSION})"
+            path, f"schema_version {brief_repr(version)} is not supported (this plugin reads {SCHEMA_VERSION})"
         )
-    for key in ("provenance", "metrics", "outcomes"):
+    for key in ("cell", "provenance", "metrics", "outcomes"):
         if not isinstance(data[key], dict):
-            raise BaselineFileError(path, f"{key!r} is a {type(data[key]).__name__}, not an object")
+            raise BaselineFileError(path, f"{key!r} is {_a(type(data[key]).__name__)}, not an object")
+    for key in CELL_KEYS:
+        # The reports name the cell from these ids (the gate finds the file by its path).
+        value = data["cell"].get(key)
+        if not isinstance(value, str) or not value:
+            raise BaselineFileError(path, f"cell.{key} is {brief_repr(value)}, not the cell's {key} id (a string)")
     for name, value in data["metrics"].items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise BaselineFileError(path, f"metric {name!r} is {value!r}, not a number")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise BaselineFileError(path, f"metric {name!r} is {value!r}, not a finite number")
+            raise BaselineFileError(path, f"metric {brief_repr(name)} is {brief_repr(value)}, not a number")
+        if value is not None and not _finite(value):
+            raise BaselineFileError(path, f"metric {brief_repr(name)} is {brief_repr(value)}, {_not_finite(value)}")
+    non_finite = _first_non_finite(data)
+    if non_finite is not None:
+        raise BaselineFileError(path, f"{non_finite[0]} is {brief_repr(non_finite[1])}, {_not_finite(non_finite[1])}")
+    _check_provenance(path, data["provenance"])
     outcomes_data = data["outcomes"]
     samples = outcomes_data.get("samples")
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
-        raise BaselineFileError(path, f"outcomes.samples is {samples!r}, not a count")
+        raise BaselineFileError(path, f"outcomes.samples is {brief_repr(samples)}, not a count")
     for where, value in (
         ("provenance.samples", data["provenance"].get("samples")),
         ("metrics.samples", data["metrics"].get("samples")),
     ):
         if value is not None and (type(value) is not int or value != samples):
             # The paired statistics pair outcomes sample by sample: counts that disagree cannot be paired.
-            raise BaselineFileError(path, f"{where} is {value!r} but outcomes.samples is {samples!r}")
+            raise BaselineFileError(
+                path, f"{where} is {brief_repr(value)} but outcomes.samples is {brief_repr(samples)}"
+            )
     outcomes: dict[str, list[bool]] = {}
     for name in OUTCOME_NAMES:
         if not isinstance(outcomes_data.get(name), str):
@@ -281,4 +356,23 @@ def parse_baseline(path: Path, data: Any) -> Baseline:
             raise BaselineFileError(
                 path, f"metric {metric!r} is {stored!r} but its per-sample outcomes give {implied!r} (edited by hand?)"
             )
-    return Baseline(path, data["provenance"], data["metrics"], outcomes)
+    cell = {key: data["cell"][key] for key in CELL_KEYS}
+    return Baseline(path, data["provenance"], data["metrics"], outcomes, cell)
+
+
+def _check_provenance(path: Path, provenance: dict[str, Any]) -> None:
+    """The parts of the provenance the reports read, where present: a missing one only makes the baseline
+    stale (the run's provenance has it), a wrong type is a hand edit."""
+    for section, name in (("attack", "name"), ("pruning", "method")):
+        if section not in provenance:
+            continue
+        value = provenance[section]
+        if not isinstance(value, dict):
+            raise BaselineFileError(path, f"provenance.{section} is {brief_repr(value)}, not an object")
+        if value.get(name) is not None and not isinstance(value[name], str):
+            raise BaselineFileError(
+                path, f"provenance.{section}.{name} is {brief_repr(value[name])}, not the {section}'s name (a string)"
+            )
+    amount = provenance.get("pruning", {}).get("amount")
+    if amount is not None and (isinstance(amount, bool) or not isinstance(amount, (int, float))):
+        raise BaselineFileError(path, f"provenance.pruning.amount is {brief_repr(amount)}, not a number")

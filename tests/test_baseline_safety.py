@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import textwrap
+from pathlib import Path
 
 import pytest
 from conftest import CELL_TEST, TINY_CONFTEST, baseline_tree
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 STRESS_INI = textwrap.dedent(
     """
@@ -240,6 +244,17 @@ def test_another_device_or_torch_version_is_one_warning(tiny_project: pytest.Pyt
             lambda d: json.dumps({**d, "provenance": {**d["provenance"], "samples": 32.0}}),
             "*provenance.samples is 32.0 but outcomes.samples is 32*",
         ),
+        # The gate reads neither the cell's ids nor these types, but the reports do: unusable everywhere.
+        (lambda d: json.dumps({**d, "cell": 5}), "*'cell' is an int, not an object*"),
+        (lambda d: json.dumps({**d, "cell": {**d["cell"], "model": [1]}}), "*cell.model is [[]1[]], not the cell's*"),
+        (
+            lambda d: json.dumps({**d, "provenance": {**d["provenance"], "attack": "x"}}),
+            "*provenance.attack is 'x', not an object*",
+        ),
+        (
+            lambda d: json.dumps(d).replace('"eps": 0.1', '"eps": NaN'),
+            "*provenance.attack.eps is nan, not a finite number*",
+        ),
     ],
 )
 def test_hand_edited_baseline_fails_its_cell_only(tiny_project: pytest.Pytester, corrupt: object, problem: str) -> None:
@@ -394,3 +409,102 @@ def test_a_folder_in_the_place_of_a_cells_baseline(tiny_project: pytest.Pytester
             "baseline's name; move it away",
         ]
     )
+
+
+# --- baseline file names ----------------------------------------------------------------------------------
+
+SAFE_PART = re.compile(r"[A-Za-z0-9._=-]+")
+ORDINARY_ID = st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,149}", fullmatch=True)
+ANY_ID = st.one_of(
+    st.text(min_size=1, max_size=300),
+    st.text(alphabet='abc_.-/\\"<>:*?|= \n\x00é', min_size=1, max_size=20),  # the characters that matter
+    ORDINARY_ID,
+    st.builds(lambda text: text + "=" + "0" * 16, ORDINARY_ID),  # shaped like a hashed part
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(identifier=ANY_ID)
+def test_a_file_name_part_is_safe_for_any_id(identifier: str) -> None:
+    from pytest_advprune.baselines import MAX_NAME_LENGTH, file_name_part
+
+    part = file_name_part(identifier)
+    assert SAFE_PART.fullmatch(part), part  # no separator, quote, '<', space or control character
+    assert not part.startswith(".") and part not in (".", "..")
+    assert 0 < len(part) <= MAX_NAME_LENGTH
+
+
+@settings(max_examples=500, deadline=None)
+@given(identifier=ORDINARY_ID)
+def test_an_ordinary_id_is_its_own_file_name(identifier: str) -> None:
+    from pytest_advprune.baselines import file_name_part
+
+    assert file_name_part(identifier) == identifier
+
+
+@settings(max_examples=500, deadline=None)
+@given(first=ANY_ID, second=ANY_ID)
+def test_different_ids_never_share_a_file_name(first: str, second: str) -> None:
+    from pytest_advprune.baselines import file_name_part
+
+    assume(first != second)
+    assert file_name_part(first) != file_name_part(second)
+
+
+def test_ids_that_differ_only_in_unsafe_characters_get_different_names() -> None:
+    from pytest_advprune.baselines import BaselineStore, file_name_part
+
+    ids = ['tagged_0.1_mode"a"', "tagged_0.1_mode<a>", "tagged_0.1_mode_a_", "tagged_0.1_mode/a/", "x" * 151]
+    parts = [file_name_part(identifier) for identifier in ids]
+    assert parts[2] == "tagged_0.1_mode_a_"  # ordinary: kept
+    assert len(set(parts)) == len(ids)
+    assert parts[0].startswith("tagged_0.1_mode_a_=")  # readable, then the hash that sets it apart
+    root = Path("baselines")
+    for attack_id in ids:
+        path = BaselineStore(root).path_of("../up", "..", attack_id)
+        assert path.parent.parent.parent == root and ".." not in path.parts
+
+
+def test_the_committed_baselines_keep_their_file_names() -> None:
+    from pytest_advprune.baselines import BaselineStore
+
+    repository = Path(__file__).resolve().parent.parent
+    for root in (repository / "baselines", repository / "examples" / "model-repo" / "baselines"):
+        store = BaselineStore(root)
+        files = store.existing_files()
+        assert files
+        for path in files:
+            cell = json.loads(path.read_text(encoding="utf-8"))["cell"]
+            assert store.path_of(cell["model"], cell["pruning"], cell["attack"]) == path
+
+
+TAGGED_ATTACK = """
+
+@pytest_advprune.register_attack("tagged", primary="eps", norm="Linf", eps=0.1, mode="plain")
+def tagged(model, eps, mode):
+    return lambda images, labels: images.clone()  # the clean images: only the name matters here
+"""
+
+
+def test_a_string_parameter_cannot_put_unsafe_characters_in_a_file_name(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(TINY_CONFTEST + TAGGED_ATTACK)
+    pytester.makeini(
+        "[pytest]\nadvprune_prunings = l1_unstructured:0.5\n"
+        + 'advprune_attacks = tagged:eps=0.1,mode="<b>/x"\nadvprune_finetune_epochs = 0\n'
+        + "advprune_max_clean_drop = 100\n"
+    )
+    pytester.makepyfile(test_cells=CELL_TEST)
+    pytester.runpytest("--update-baselines", "-p", "no:cacheprovider").assert_outcomes(passed=1)
+    (name,) = baseline_tree(pytester.path)
+    model, pruning, attack = name.split(os.sep)
+    assert (model, pruning) == ("tiny-linear", "l1_unstructured_0.5")
+    assert re.fullmatch(r"tagged_0\.1_mode__b__x_=[0-9a-f]{16}\.json", attack), attack
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["1 cell: 1 passed"])
+    from pytest_advprune.__main__ import main
+
+    # The report reads the cell's ids from the file and finds it where the gate does.
+    assert main(["report", str(pytester.path / "baselines"), "-o", str(pytester.path / "stored.json")]) == 0
+    stored = json.loads((pytester.path / "stored.json").read_text())
+    assert list(stored["cells"]) == ['tiny-linear-l1_unstructured_0.5-tagged_0.1_mode"<b>/x"']

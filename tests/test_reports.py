@@ -293,3 +293,115 @@ def test_merging_reports_of_different_runs_is_refused(project: pytest.Pytester) 
     (project.path / "c.json").write_text(json.dumps(broken))
     assert main(["merge-reports", str(project.path / "m.json"), str(project.path / "c.json")]) == 2
     assert not (project.path / "m.json").exists()
+
+
+# --- malformed and hostile stored data ------------------------------------------------------------------
+
+STORED = Path(__file__).resolve().parent.parent / "baselines" / "lenet"
+TARGET = "lenet/channel_0.5/fgsm_0.1.json"
+
+
+@pytest.fixture
+def stored_folder(tmp_path: Path) -> Path:
+    """A copy of one committed model's baselines (12 cells): a valid folder to break one field of."""
+    import shutil
+
+    shutil.copytree(STORED, tmp_path / "baselines" / "lenet")
+    return tmp_path / "baselines"
+
+
+def _edited(edit: Any) -> Any:
+    def apply(data: dict[str, Any]) -> str:
+        edit(data)
+        return json.dumps(data)
+
+    return apply
+
+
+MALFORMED = [
+    pytest.param(_edited(lambda d: d.update(cell=5)), "'cell' is an int, not an object", id="cell-int"),
+    pytest.param(_edited(lambda d: d["cell"].update(model=[1])), "cell.model is [1], not", id="cell-model-list"),
+    pytest.param(_edited(lambda d: d["cell"].pop("attack")), "cell.attack is None, not", id="cell-attack-missing"),
+    pytest.param(_edited(lambda d: d.update(provenance="x")), "'provenance' is a str, not an object", id="prov-str"),
+    pytest.param(
+        _edited(lambda d: d["provenance"].update(attack="x")),
+        "provenance.attack is 'x', not an object",
+        id="attack-str",
+    ),
+    pytest.param(
+        _edited(lambda d: d["provenance"].update(pruning=[1])), "provenance.pruning is [1], not", id="pruning-list"
+    ),
+    pytest.param(
+        _edited(lambda d: d["provenance"]["attack"].update(name={"a": [None]})),
+        "provenance.attack.name is {'a': [None]}, not",
+        id="attack-name-nested",
+    ),
+    pytest.param(
+        _edited(lambda d: d["provenance"]["pruning"].update(amount="half")),
+        "provenance.pruning.amount is 'half', not a number",
+        id="amount-str",
+    ),
+    pytest.param(
+        lambda d: json.dumps(d).replace('"eps": 0.1', '"eps": NaN'),
+        "provenance.attack.eps is nan, not a finite number",
+        id="eps-nan",
+    ),
+    pytest.param(
+        lambda d: json.dumps(d).replace('"seed": 0', '"seed": 1e400'),
+        "provenance.seed is inf, not a finite number",
+        id="seed-overflows",
+    ),
+    pytest.param(
+        _edited(lambda d: d["metrics"].update(base_macs=10**400)),
+        "metric 'base_macs' is 1000000000",
+        id="macs-too-large",
+    ),
+    pytest.param(
+        _edited(lambda d: d["cell"].update(attack="fgsm_0.2")),
+        "its 'cell' ('lenet', 'channel_0.5', 'fgsm_0.2') belongs in 'lenet/channel_0.5/fgsm_0.2.json'",
+        id="cell-of-another-file",
+    ),
+]
+
+
+@pytest.mark.parametrize(("corrupt", "problem"), MALFORMED)
+@pytest.mark.parametrize("output", ["report.json", "report.md", "report.html", "study.md"])
+def test_a_malformed_stored_baseline_ends_the_report_with_its_file_and_field(
+    stored_folder: Path, corrupt: Any, problem: str, output: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_advprune.__main__ import main
+
+    path = stored_folder / TARGET
+    path.write_text(corrupt(json.loads(path.read_text())))
+    out = stored_folder.parent / output
+    argv = ["report", str(stored_folder), "-o", str(out), *(["--study-only"] if output == "study.md" else [])]
+    assert main(argv) == 2  # no exception: the message below is all the user sees
+    error = capsys.readouterr().err
+    assert f"Baseline file {str(path)!r} is unusable: " in error and problem in error, error
+    assert not out.exists()
+
+
+def test_the_report_command_prints_no_traceback_for_a_malformed_cell(stored_folder: Path) -> None:
+    path = stored_folder / TARGET
+    path.write_text(path.read_text().replace('"cell": {', '"cell": 5, "x": {', 1))
+    command = [sys.executable, "-m", "pytest_advprune", "report", str(stored_folder), "-o", "r.html"]
+    done = subprocess.run(command, cwd=stored_folder.parent, capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"error: Baseline file {str(path)!r} is unusable: 'cell' is an int, not an object")
+
+
+def test_a_text_eps_of_a_custom_attack_is_reported_off_the_eps_axis(stored_folder: Path) -> None:
+    from pytest_advprune.__main__ import main
+
+    path = stored_folder / TARGET
+    path.write_text(path.read_text().replace('"eps": 0.1', '"eps": "8/255"'))
+    assert main(["report", str(stored_folder), "-o", str(stored_folder.parent / "r.html")]) == 0
+    document = json.loads(_report(stored_folder, "r.json"))
+    assert document["cells"]["lenet-channel_0.5-fgsm_0.1"]["params"] == {"eps": "8/255"}
+
+
+def _report(folder: Path, name: str) -> str:
+    from pytest_advprune.__main__ import main
+
+    assert main(["report", str(folder), "-o", str(folder.parent / name)]) == 0
+    return (folder.parent / name).read_text(encoding="utf-8")
