@@ -328,3 +328,38 @@ def test_a_report_document_gives_the_same_figures(mpl: Any, synthetic_points: li
 
 def test_no_points_no_figures(mpl: Any) -> None:
     assert study_figures([]) == []
+
+
+HOSTILE_NAMES = {  # mathtext that matplotlib cannot parse, and markup an SVG or HTML reader would run
+    "model": "$\\undefinedmacro{$",
+    "method": "sp$a$rse\\",
+    "attack": '<script>alert("x")</script>&amp;',
+    "mode": "$x^{2}$ <img onerror=1>",
+}
+
+
+def hostile_records() -> list[dict[str, Any]]:
+    """The synthetic matrix under names and a string parameter made of mathtext, markup and backslashes."""
+    records = synthetic_records()
+    for record in records:
+        attack, pruning = record["provenance"]["attack"], record["provenance"]["pruning"]
+        attack["name"] = HOSTILE_NAMES["attack"] if attack["name"] == "pgd_linf" else attack["name"]
+        attack["mode"] = HOSTILE_NAMES["mode"]
+        pruning["method"] = HOSTILE_NAMES["method"] if pruning["method"] == "channel" else pruning["method"]
+        record["cell"]["model"] = HOSTILE_NAMES["model"]
+        record["cell"]["pruning"] = f"{pruning['method']}_{format_value(pruning['amount'])}"
+        record["cell"]["attack"] = f"{attack['name']}_{format_value(attack['eps'])}"
+    return records
+
+
+def test_names_with_mathtext_and_markup_are_drawn_literally(mpl: Any) -> None:
+    figures = study_figures(points_from_baselines(hostile_records()))
+    assert [figure.kind for figure in figures] == [SECURITY_CURVE, *[SPARSITY_CURVE] * 4, DIFFERENCE_HEATMAP]
+    drawn = "\n".join(text for figure in figures for text in texts(figure))
+    for name in HOSTILE_NAMES.values():
+        assert name in drawn  # as typed: no mathtext, no lost backslash or dollar
+    for figure in figures:
+        root = ET.fromstring(figure.svg)  # well-formed: every name escaped in text and metadata
+        assert not [element for element in root.iter() if element.tag.rpartition("}")[2] in ("script", "img")]
+        titles = [element.text for element in root.iter("{http://purl.org/dc/elements/1.1/}title")]
+        assert figure.title in titles

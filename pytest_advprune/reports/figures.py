@@ -22,6 +22,7 @@ import hashlib
 import io
 import math
 import re
+import sys
 import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -115,6 +116,12 @@ def _attack_key(point: CellPoint) -> tuple[str, str, bool, float, str]:
     return (point.attack_name, point.params_key, point.eps is None, point.eps or 0.0, point.attack_id)
 
 
+def _is_number(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
+
+
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{where} is {value!r}, not a finite number")
@@ -175,7 +182,8 @@ def points_from_document(document: Mapping[str, Any]) -> list[CellPoint]:
         if not gap or cell.get("amount") is None or len(values) != len(names):
             continue
         params = cell.get("params") or {}
-        eps = params.get("eps")
+        # A custom attack may take a text eps ("8/255"): not a point on an eps axis.
+        eps = params.get("eps") if _is_number(params.get("eps")) else None
         points.append(
             CellPoint(
                 model=str(cell["model"]),
@@ -431,6 +439,10 @@ def _render(
                 "svg.fonttype": "none",  # text stays text: searchable, selectable, smaller
                 "svg.hashsalt": SVG_SALT,  # ids from content hashes, not random: reproducible bytes
                 "font.size": 10.0,
+                # Names and parameters are drawn as typed: '$' in a name would start mathtext, which fails
+                # on an unknown macro ($\foo{$) and eats backslashes. No label of ours uses mathtext.
+                "text.parse_math": False,
+                "text.usetex": False,
             }
         ),
     ):
