@@ -21,6 +21,7 @@ DEVICE_CHOICES = "cpu, cuda, cuda:N, mps or auto"
 
 DEFAULT_MAX_CELLS = 10_000  # far above a study (the default matrix has 60), far below what exhausts memory
 
+
 @dataclass(frozen=True)
 class Settings:
     device: str
