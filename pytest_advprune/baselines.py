@@ -14,12 +14,12 @@ import os
 import re
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_advprune.metrics import DIGITS, OUTCOME_NAMES, OUTCOME_OF_METRIC, percent
+from pytest_advprune.paths import written_by_live_process
 from pytest_advprune.specs import CellSpec
 
 if TYPE_CHECKING:
@@ -205,6 +205,12 @@ class BaselineStore:
 
     def write_path(self, path: Path, data: dict[str, Any]) -> str:
         if path.resolve().parent.parent.parent != self.root.resolve():
+            links = [part for part in (path, path.parent, path.parent.parent) if part.is_symlink()]
+            if links:  # a link in a pull request must not let an update write anywhere else
+                raise ValueError(
+                    f"{links[-1].name} is a symbolic link to {links[-1].resolve()}, outside the baselines folder; "
+                    "a baseline is never written through a link: replace the link with a folder or file"
+                )
             raise ValueError(f"{path} is not a <model>/<pruning>/<attack>.json path under {self.root}")
         content = dumps(data).encode("utf-8")
         remove_stray_temp_files(path)
@@ -230,9 +236,6 @@ class BaselineStore:
         return "created" if old is None else "updated"
 
 
-STRAY_TEMP_SECONDS = 600.0  # a write takes milliseconds: a temp file this old belongs to no live writer
-
-
 def remove_stray_temp_files(path: Path) -> None:
     """Delete temp files next to ``path`` left by writers that died mid-write. The temp file of a writer
     that is still running (two update runs on one folder) is left alone: deleting it would make that
@@ -245,23 +248,7 @@ def remove_stray_temp_files(path: Path) -> None:
 
 
 def _written_by_live_process(temp: Path, name: str) -> bool:
-    pid_text = temp.name[len(name) + 2 :].partition(".")[0]
-    try:
-        age = time.time() - temp.stat().st_mtime
-    except FileNotFoundError:
-        return True  # its writer already renamed it
-    if not pid_text.isdigit() or age > STRAY_TEMP_SECONDS:
-        return False  # not named by a writer of this plugin, or far too old (also a writer on another host)
-    pid = int(pid_text)
-    if pid == os.getpid() or os.name == "nt":  # this process writes one file at a time; Windows: age only
-        return pid != os.getpid()
-    try:
-        os.kill(pid, 0)  # signal 0 only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, under another user
-    return True
+    return written_by_live_process(temp, temp.name[len(name) + 2 :].partition(".")[0])
 
 
 def brief_repr(value: Any) -> str:

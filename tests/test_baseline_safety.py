@@ -170,6 +170,19 @@ def test_pruning_never_follows_a_symlink_out_of_the_baselines_folder(tiny_projec
     assert linked_file.is_symlink(), "a symlink is not a baseline: it is left alone"
 
 
+def test_an_update_never_writes_through_a_symlink_out_of_the_baselines_folder(
+    tiny_project: pytest.Pytester,
+) -> None:
+    outside = tiny_project.path / "outside"
+    outside.mkdir()
+    (tiny_project.path / "baselines").mkdir()
+    (tiny_project.path / "baselines/tiny-linear").symlink_to(outside, target_is_directory=True)
+    result = tiny_project.runpytest("--update-baselines")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*tiny-linear is a symbolic link to *outside*never written through a link*"])
+    assert not any(outside.rglob("*")), "a baseline was written outside baselines/ through a symlinked folder"
+
+
 @pytest.mark.parametrize("how", ["flag", "ini", "env"])
 def test_ci_mode_refuses_writes_and_fails_on_missing(
     tiny_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, how: str
