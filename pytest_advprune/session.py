@@ -326,12 +326,17 @@ class AdvPruneSession:
                 "seed": seed,
             }
             started = time.perf_counter()
-            cached = self._read(
-                "pruned_models", cache_key, lambda data: module_from_bytes(data, base.module, self.device)
-            )
+
+            def decode(data: bytes) -> tuple[nn.Module, SizeFigures] | None:
+                loaded = module_from_bytes(data, base.module, self.device)
+                try:
+                    return None if loaded is None else (loaded[0], SizeFigures(**loaded[1]["size"]))
+                except (KeyError, TypeError):  # size figures of another shape: the entry is not usable
+                    return None
+
+            cached = self._read("pruned_models", cache_key, decode)
             if cached is not None:
-                module, extra = cached
-                size = SizeFigures(**extra["size"])
+                module, size = cached
                 self._tell(f"pruned {model} with {pruning.id}: read from the cache")
             else:
                 context = PruningContext(
