@@ -363,3 +363,25 @@ def test_names_with_mathtext_and_markup_are_drawn_literally(mpl: Any) -> None:
         assert not [element for element in root.iter() if element.tag.rpartition("}")[2] in ("script", "img")]
         titles = [element.text for element in root.iter("{http://purl.org/dc/elements/1.1/}title")]
         assert figure.title in titles
+
+
+def test_long_names_are_shortened_in_the_drawing_only(mpl: Any) -> None:
+    """Names of hundreds of characters would squeeze the axes to nothing (matplotlib warns and gives up
+    the layout; under filterwarnings=error the report fails): the drawing shortens them, the data keeps them."""
+    long = {"model": "m" * 300, "method": "p" * 300, "attack": "a" * 300, "mode": "x " * 2500}
+    records = synthetic_records()
+    for record in records:
+        attack, pruning = record["provenance"]["attack"], record["provenance"]["pruning"]
+        attack["name"] = long["attack"] if attack["name"] == "pgd_linf" else attack["name"]
+        attack["mode"] = long["mode"]
+        pruning["method"] = long["method"] if pruning["method"] == "channel" else pruning["method"]
+        record["cell"]["model"] = long["model"]
+        record["cell"]["pruning"] = f"{pruning['method']}_{format_value(pruning['amount'])}"
+        record["cell"]["attack"] = f"{attack['name']}_{format_value(attack['eps'])}"
+    figures = study_figures(points_from_baselines(records))  # no layout warning
+    assert [figure.kind for figure in figures] == [SECURITY_CURVE, *[SPARSITY_CURVE] * 4, DIFFERENCE_HEATMAP]
+    heatmap = figures[-1]
+    assert heatmap.data["model"] == long["model"] and f"{long['method']}_0.3" in heatmap.data["rows"]
+    shown = texts(heatmap)
+    assert any(text.startswith("ppp") and text.endswith("\u2026") for text in shown)  # a row's label, cut
+    assert max(len(text) for figure in figures for text in texts(figure)) <= 100

@@ -467,10 +467,22 @@ def _scope_ids(svg: str, prefix: str) -> str:
     return _TAG.sub(lambda tag: _ID_REFERENCE.sub(lambda m: m.group(1) + prefix + m.group(2), tag.group(0)), svg)
 
 
+# How much of a name or a note is drawn (the figure's data and its caption keep them whole): longer tick
+# and legend labels squeeze the axes to nothing, and matplotlib then gives up on the layout.
+LABEL_LENGTH = 40
+TITLE_LENGTH = 100
+NOTE_LINES = 3
+
+
+def _short(text: str, limit: int = LABEL_LENGTH) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
 def _headline(figure: MplFigure, title: str, subtitle: str) -> None:
-    figure.suptitle(title, fontsize=12)
+    figure.suptitle(_short(title, TITLE_LENGTH), fontsize=12)
     if subtitle:
-        figure.axes[0].set_title("\n".join(textwrap.wrap(subtitle, 100)), fontsize=8)
+        lines = textwrap.wrap(subtitle, TITLE_LENGTH, max_lines=NOTE_LINES, placeholder=" \u2026")
+        figure.axes[0].set_title("\n".join(lines), fontsize=8)
 
 
 def _plot_lines(figure: MplFigure, lines: Sequence[Mapping[str, Any]]) -> None:
@@ -485,7 +497,7 @@ def _plot_lines(figure: MplFigure, lines: Sequence[Mapping[str, Any]]) -> None:
             marker=markers[line["role"]],
             markersize=5,
             linewidth=1.5,
-            label=line["label"],
+            label=_short(line["label"]),
             clip_on=False,  # markers at 0 % and 100 % are drawn whole
         )
 
@@ -517,7 +529,7 @@ def _draw_security(figure: MplFigure, data: dict[str, Any]) -> None:
 def _draw_sparsity(figure: MplFigure, data: dict[str, Any]) -> None:
     axes = figure.add_subplot()
     base = data["base"]
-    axes.axhline(base["y"], color=base["color"], linestyle="dotted", linewidth=1.5, label=base["label"])
+    axes.axhline(base["y"], color=base["color"], linestyle="dotted", linewidth=1.5, label=_short(base["label"]))
     _plot_lines(figure, data["lines"])
     axes.set_xlim(0.0, 100.0)
     _finish_curves(figure, SPARSITY_LABEL)
@@ -541,8 +553,8 @@ def _draw_heatmap(figure: MplFigure, data: dict[str, Any]) -> None:
     low, high = data["limits"]
     cmap = matplotlib.colormaps["RdBu"].with_extremes(bad=MISSING_COLOR)
     image = axes.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=low, vmax=high, aspect="auto")
-    axes.set_xticks(range(len(data["columns"])), data["columns"], rotation=30, ha="right")
-    axes.set_yticks(range(len(data["rows"])), data["rows"])
+    axes.set_xticks(range(len(data["columns"])), [_short(c) for c in data["columns"]], rotation=30, ha="right")
+    axes.set_yticks(range(len(data["rows"])), [_short(r) for r in data["rows"]])
     axes.set_xlabel("attack")
     axes.set_ylabel("pruning")
     for i, row in enumerate(data["labels"]):
@@ -551,7 +563,7 @@ def _draw_heatmap(figure: MplFigure, data: dict[str, Any]) -> None:
             dark = value is not None and abs(value) > 0.55 * high
             axes.text(j, i, label, ha="center", va="center", fontsize=9, color="white" if dark else "black")
     figure.colorbar(image, ax=axes).set_label(HEATMAP_LABEL, fontsize=9)
-    figure.suptitle(f"Transfer minus base robust accuracy: {data['model']}", fontsize=12)
+    figure.suptitle(_short(f"Transfer minus base robust accuracy: {data['model']}", TITLE_LENGTH), fontsize=12)
     figure.supxlabel(
         f"* McNemar p < {data['alpha']:g} (transfer vs base robust outcomes on the same samples)", fontsize=8
     )
