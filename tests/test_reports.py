@@ -3,6 +3,7 @@ the study's comparison, the terminal matrix, GitHub's step summary, and reports 
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -405,3 +406,134 @@ def _report(folder: Path, name: str) -> str:
 
     assert main(["report", str(folder), "-o", str(folder.parent / name)]) == 0
     return (folder.parent / name).read_text(encoding="utf-8")
+
+
+HOSTILE = "<script>alert(1)</script> <img src=x onerror=alert(1)> a|b `c` **d** [e](f) $\\x{$ \\| &amp;\n## injected"
+
+
+def _hostile_document() -> dict[str, Any]:
+    """A report whose every text field (names, ids, parameters, messages, metric names, the gate) is HOSTILE."""
+    from pytest_advprune.reports.document import build_document, cell_record
+
+    gap = {"difference": 2.0, "ci_low": -1.0, "ci_high": 5.0, "confidence": 0.95, "p_value": 0.5}
+    gap |= {"regressions": 1, "improvements": 2}
+    change = {"metric": HOSTILE, "baseline": 50.0, "observed": 40.0, "difference": -10.0, "allowed": HOSTILE}
+    metrics = {"base_robust_accuracy": 50.0, "pruned_robust_accuracy": 40.0, "transfer_robust_accuracy": 60.0}
+    metrics |= {"sparsity": 50.0, HOSTILE: 1.0}
+    common = {
+        "model": HOSTILE,
+        "attack": HOSTILE,
+        "pruning_method": HOSTILE,
+        "amount": 0.5,
+        "params": {"eps": 0.1, "mode": HOSTILE},
+        "file": HOSTILE,
+        "nodeid": HOSTILE,
+        "metrics": metrics,
+        "gaps": {"pruned_vs_base": gap, "transfer_vs_base": gap},
+    }
+    cells = [
+        cell_record(
+            id=f"{HOSTILE} {status}",
+            status=status,
+            pruning=f"{HOSTILE} {status}",
+            attack_id=f"{HOSTILE} {status}",
+            failing=[change] if status != "stale" else [],
+            comparisons=[{**change, **gap}],
+            violations=[{"invariant": HOSTILE, "metric": HOSTILE, "observed": 1.0, "allowed": HOSTILE}],
+            flags=[HOSTILE],
+            stale_fields=[HOSTILE],
+            error=HOSTILE,
+            accepted=status == "accepted",
+            worst={"metric": HOSTILE, "baseline": 50.0, "observed": 40.0, "difference": -10.0, "p_value": 0.01},
+            **common,
+        )
+        for status in ("failed", "stale", "accepted")
+    ]
+    latency = [{"model": HOSTILE, "pruning": HOSTILE, "batch_size": 1, "median_seconds": 0.01, "speedup": 1.5}]
+    return build_document(cells, source="run", gate=HOSTILE, plugin_version=HOSTILE, latency=latency)
+
+
+def _unescaped(line: str, character: str) -> int:
+    """How often ``character`` occurs in a Markdown line outside backslash escapes."""
+    count, index = 0, 0
+    while index < len(line):
+        if line[index] == "\\":
+            index += 2
+            continue
+        count += line[index] == character
+        index += 1
+    return count
+
+
+def assert_inert_markdown(markdown: str) -> None:
+    """No HTML element but <code>, no table row with a cell too many, no code span left open, and no line
+    that a value's line break started."""
+    assert set(re.findall(r"<\s*/?\s*([A-Za-z][\w-]*)", markdown)) <= {"code"}
+    assert "## injected" not in markdown.replace("\\#\\# injected", "")
+    lines = markdown.splitlines()
+    for index, line in enumerate(lines):
+        assert _unescaped(line, "`") % 2 == 0, line
+        if line.startswith("|") and index and not lines[index - 1].startswith("|"):
+            columns = _unescaped(line, "|")
+            for row in itertools.takewhile(lambda row: row.startswith("|"), lines[index:]):
+                assert _unescaped(row, "|") == columns, (line, row)
+
+
+class _Elements(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: set[str] = set()
+        self.attributes: set[str] = set()
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self.attributes |= {name for name, _ in attrs}
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def assert_inert_html(page: str, literal: str) -> None:
+    balance = _TagBalance()
+    balance.feed(page)
+    assert balance.stack == []
+    elements = _Elements()
+    elements.feed(page)
+    assert not elements.tags & {"script", "img", "a", "iframe"}, elements.tags
+    assert not [name for name in elements.attributes if name.startswith("on")]
+    assert literal in "".join(elements.text)  # shown as typed
+
+
+def test_every_value_of_a_report_is_escaped_in_markdown_and_html(pytester: pytest.Pytester) -> None:
+    from pytest_advprune.reports.html import render_html
+    from pytest_advprune.reports.markdown import render_markdown
+
+    document = _hostile_document()
+    markdown = render_markdown(document)
+    assert_inert_markdown(markdown)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &lt;img src=x onerror=alert(1)&gt; a\\|b \\`c\\`" in markdown
+    assert "## Needs attention (2)" in markdown and "## Accepted regressions" in markdown
+    page = render_html(document)
+    assert_inert_html(page, HOSTILE.split("\n")[0])
+    assert "<h2>Figures</h2>" in page and page.count("<svg") == 1  # the heatmap, of the hostile names too
+
+
+def test_stored_names_and_parameters_are_escaped_in_every_report(stored_folder: Path) -> None:
+    from pytest_advprune.baselines import BaselineStore
+
+    source = stored_folder / TARGET
+    data = json.loads(source.read_text())
+    data["cell"].update(model=HOSTILE, attack=f"fgsm_0.1_{HOSTILE}")
+    data["provenance"]["attack"].update(name=HOSTILE, mode=HOSTILE)
+    data["provenance"]["pruning"]["method"] = HOSTILE
+    moved = BaselineStore(stored_folder).path_of(HOSTILE, "channel_0.5", f"fgsm_0.1_{HOSTILE}")
+    moved.parent.mkdir(parents=True)
+    moved.write_text(json.dumps(data))
+    source.unlink()
+    markdown = _report(stored_folder, "r.md")
+    assert_inert_markdown(markdown)
+    assert "### &lt;script&gt;alert(1)&lt;/script&gt;" in markdown  # the model's study table
+    assert_inert_html(_report(stored_folder, "r.html"), HOSTILE.split("\n")[0])
+    document = json.loads(_report(stored_folder, "r.json"))
+    assert document["cells"][f"{HOSTILE}-channel_0.5-fgsm_0.1_{HOSTILE}"]["params"]["mode"] == HOSTILE

@@ -9,7 +9,7 @@ from typing import Any
 
 from pytest_advprune.reports import formatting as fmt
 from pytest_advprune.reports.document import ATTENTION
-from pytest_advprune.reports.markdown import study_note, summary_line
+from pytest_advprune.reports.markdown import study_note
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #1f2328; }
@@ -28,7 +28,7 @@ def render_html(document: Mapping[str, Any], figures: Sequence[Any] | None = Non
     else:
         figures_note = ""
     title = "pytest-advprune report" + (" (stored baselines)" if document["source"] == "baselines" else "")
-    parts = [f"<h1>{_e(title)}</h1>", f"<p>{_inline(summary_line(document))}</p>"]
+    parts = [f"<h1>{_e(title)}</h1>", f"<p>{_summary(document)}</p>"]
     attention = [cell for cell in document["cells"].values() if cell["status"] in ATTENTION]
     if attention:
         parts.append(f"<h2>Needs attention ({len(attention)})</h2>")
@@ -73,14 +73,15 @@ def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _inline(markdown: str) -> str:
-    """The summary line's Markdown (bold, code) as HTML."""
-    text = _e(markdown)
-    while text.count("**") >= 2:
-        text = text.replace("**", "<strong>", 1).replace("**", "</strong>", 1)
-    while text.count("`") >= 2:
-        text = text.replace("`", "<code>", 1).replace("`", "</code>", 1)
-    return text
+def _summary(document: Mapping[str, Any]) -> str:
+    """The Markdown report's summary line (``markdown.summary_line``) in HTML, built from the values, not
+    from that Markdown: a status or gate holding '**' or '`' must not open an element."""
+    summary = document["summary"]
+    statuses = ", ".join(f"{_e(number)} {_e(status)}" for status, number in summary["statuses"].items())
+    noun = "cell" if summary["cells"] == 1 else "cells"
+    gate = f" · gate <code>{_e(document['gate'])}</code>" if document.get("gate") else ""
+    counts = f"<strong>{_e(summary['cells'])} {noun}: {statuses or 'none'}</strong>"
+    return f"{counts}{gate} · pytest-advprune {_e(document['plugin_version'])}"
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[bool]) -> str:

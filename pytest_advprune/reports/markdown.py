@@ -1,15 +1,47 @@
 """The report as GitHub-flavoured Markdown: what needs attention first (each cell with its failing
 metrics, violated invariants, flags and baseline file), then every cell, the study's comparison of each
-pruned model with its base, and latencies."""
+pruned model with its base, and latencies.
+
+Every value that comes from a report or a baseline file (names, ids, parameters, messages, metric names)
+goes through ``text`` or ``code``: the Markdown lands in ``$GITHUB_STEP_SUMMARY``, where a name holding
+``<script>`` or a ``|`` must show as typed, not become markup or break a table.
+"""
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from pytest_advprune.gate import describe_worst
+from pytest_advprune.messages import format_number
 from pytest_advprune.reports import formatting as fmt
 from pytest_advprune.reports.document import ATTENTION
+
+# Characters that start Markdown emphasis, code, links, tables, strikethrough, headings' closing and
+# GitHub's math; '_' only outside a word (inside one it never emphasises, and every id has it there).
+_MARKDOWN_SPECIAL = re.compile(r"[\\`*\[\]|~#$]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+_LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")  # would end a table row or a list item
+# What a code span shows as typed: no backtick (ends it), '|' (ends a table cell), or '<' / '&' (kept
+# literally in a code span, which is right, but a reader of the raw summary should never meet '<script>').
+_CODE_SAFE = re.compile(r"[^`|<&\x00-\x1f\x7f\x85\u2028\u2029]+")
+
+
+def text(value: object) -> str:
+    """``value`` as literal Markdown text: markup as HTML entities, Markdown's special characters
+    backslash-escaped, line breaks as spaces. An ordinary id (``pgd_linf_0.1``) comes out unchanged."""
+    escaped = html.escape(_LINE_BREAKS.sub(" ", str(value)), quote=False)
+    return _MARKDOWN_SPECIAL.sub(lambda match: "\\" + match.group(0), escaped)
+
+
+def code(value: object) -> str:
+    """``value`` as inline code: a code span when it can hold it as typed, else an HTML ``<code>`` element
+    with escaped content (GitHub renders both alike)."""
+    shown = str(value)
+    if _CODE_SAFE.fullmatch(shown) and shown.strip(" ") == shown:
+        return f"`{shown}`"
+    return f"<code>{text(shown)}</code>"
 
 
 def render_markdown(document: Mapping[str, Any]) -> str:
@@ -22,17 +54,24 @@ def render_markdown(document: Mapping[str, Any]) -> str:
     accepted = [cell for cell in document["cells"].values() if cell["accepted"] and cell["worst"]]
     if accepted:
         lines += ["", "## Accepted regressions (written with --advprune-accept-regressions)", ""]
-        lines += [f"- `{cell['id']}`: {describe_worst(cell['worst'])}" for cell in accepted]
+        lines += [f"- {code(cell['id'])}: {_worst(cell['worst'])}" for cell in accepted]
     if document["cells"]:
         lines += ["", "## Cells", "", *cells_table(list(document["cells"].values()))]
     if document["study"]:
         lines += ["", "## Pruned vs base", "", study_note(document["study"]), *study_tables(document["study"])]
     flagged = [(cell["id"], flag) for cell in document["cells"].values() for flag in cell["flags"]]
     if flagged:
-        lines += ["", "## Sanity flags", "", *[f"- `{cell}`: {flag}" for cell, flag in flagged]]
+        lines += ["", "## Sanity flags", "", *[f"- {code(cell)}: {text(flag)}" for cell, flag in flagged]]
     if document["latency"]:
         lines += ["", "## Latency", "", *latency_table(document["latency"])]
     return "\n".join(lines) + "\n"
+
+
+def _worst(record: Mapping[str, Any]) -> str:
+    """``gate.describe_worst`` of the record with its texts escaped (a baseline file names its metrics;
+    format_number passes the escaped texts through)."""
+    escaped = {key: text(format_number(record[key])) for key in ("metric", "baseline", "observed")}
+    return describe_worst({**record, **escaped})
 
 
 def study_note(rows: list[Mapping[str, Any]]) -> str:
@@ -49,32 +88,33 @@ def _title_suffix(document: Mapping[str, Any]) -> str:
 
 def summary_line(document: Mapping[str, Any]) -> str:
     summary = document["summary"]
-    statuses = ", ".join(f"{number} {status}" for status, number in summary["statuses"].items())
-    gate = f" · gate `{document['gate']}`" if document.get("gate") else ""
+    statuses = ", ".join(f"{text(number)} {text(status)}" for status, number in summary["statuses"].items())
+    gate = f" · gate {code(document['gate'])}" if document.get("gate") else ""
     noun = "cell" if summary["cells"] == 1 else "cells"
-    return f"**{summary['cells']} {noun}: {statuses or 'none'}**{gate} · pytest-advprune {document['plugin_version']}"
+    version = text(document["plugin_version"])
+    return f"**{text(summary['cells'])} {noun}: {statuses or 'none'}**{gate} · pytest-advprune {version}"
 
 
 def cell_details(cell: Mapping[str, Any]) -> list[str]:
-    lines = [f"### `{cell['id']}`: {cell['status']}", ""]
+    lines = [f"### {code(cell['id'])}: {text(cell['status'])}", ""]
     if cell.get("file"):
-        lines.append(f"- baseline file: `{cell['file']}`")
+        lines.append(f"- baseline file: {code(cell['file'])}")
     if cell.get("nodeid"):
-        lines.append(f"- test: `{cell['nodeid']}`")
+        lines.append(f"- test: {code(cell['nodeid'])}")
     for changed in cell.get("stale_fields") or ():
-        lines.append(f"- changed since the baseline: `{changed}`")
+        lines.append(f"- changed since the baseline: {code(changed)}")
     for violation in cell.get("violations") or ():
         interval = fmt.change(violation) if "ci_low" in violation else ""
         p_value = f", p = {fmt.p_value(violation['p_value'])}" if "p_value" in violation else ""
         lines.append(
-            f"- invariant `{violation['invariant']}` violated: {violation['metric']} "
-            f"{fmt.points(violation['observed'])} (allowed: {violation['allowed']}){' ' + interval if interval else ''}"
-            f"{p_value}"
+            f"- invariant {code(violation['invariant'])} violated: {text(violation['metric'])} "
+            f"{text(fmt.points(violation['observed']))} (allowed: {text(violation['allowed'])})"
+            f"{' ' + interval if interval else ''}{p_value}"
         )
     if cell.get("error"):
-        lines.append(f"- error: {cell['error']}")
+        lines.append(f"- error: {text(cell['error'])}")
     for flag in cell.get("flags") or ():
-        lines.append(f"- sanity flag: {flag}")
+        lines.append(f"- sanity flag: {text(flag)}")
     if cell.get("failing"):
         lines += ["", *metric_table(cell["failing"], with_allowed=True)]
     elif cell.get("comparisons") and cell["status"] == "stale":
@@ -88,12 +128,21 @@ def metric_table(changes: list[Mapping[str, Any]], *, with_allowed: bool) -> lis
     lines = [header, "|---|---:|---:|---:|---:|" + ("---|" if with_allowed else "")]
     for change in changes:
         metric = str(change["metric"])
-        row = (
-            f"| {metric} | {fmt.value(metric, change.get('baseline'))} | {fmt.value(metric, change.get('observed'))} "
-            f"| {fmt.change(change)} | {fmt.p_value(change.get('p_value'))} |"
-        )
-        lines.append(row + (f" {change.get('allowed', '')} |" if with_allowed else ""))
+        baseline, observed = (text(fmt.value(metric, change.get(key))) for key in ("baseline", "observed"))
+        p_value = fmt.p_value(change.get("p_value"))
+        row = f"| {text(metric)} | {baseline} | {observed} | {fmt.change(change)} | {p_value} |"
+        lines.append(row + (f" {text(change.get('allowed', ''))} |" if with_allowed else ""))
     return lines
+
+
+CELL_COLUMNS = (
+    "base_clean_accuracy",
+    "pruned_clean_accuracy",
+    "base_robust_accuracy",
+    "pruned_robust_accuracy",
+    "transfer_robust_accuracy",
+    "sparsity",
+)
 
 
 def cells_table(cells: list[Mapping[str, Any]]) -> list[str]:
@@ -103,12 +152,8 @@ def cells_table(cells: list[Mapping[str, Any]]) -> list[str]:
     ]
     for cell in cells:
         m = cell["metrics"]
-        lines.append(
-            f"| `{cell['id']}` | {cell['status']} | {fmt.points(m.get('base_clean_accuracy'))} "
-            f"| {fmt.points(m.get('pruned_clean_accuracy'))} | {fmt.points(m.get('base_robust_accuracy'))} "
-            f"| {fmt.points(m.get('pruned_robust_accuracy'))} | {fmt.points(m.get('transfer_robust_accuracy'))} "
-            f"| {fmt.points(m.get('sparsity'))} |"
-        )
+        numbers = " | ".join(text(fmt.points(m.get(name))) for name in CELL_COLUMNS)
+        lines.append(f"| {code(cell['id'])} | {text(cell['status'])} | {numbers} |")
     return lines
 
 
@@ -120,7 +165,7 @@ def study_tables(rows: list[Mapping[str, Any]]) -> list[str]:
     for model in sorted({row["model"] for row in rows}):
         lines += [
             "",
-            f"### {model}",
+            f"### {text(model)}",
             "",
             f"| attack | pruning | base | pruned | pruned - base {ci} | p | transfer | transfer - base {ci} "
             "| p | sparsity | MACs |" + (" speedup |" if timed else ""),
@@ -128,12 +173,15 @@ def study_tables(rows: list[Mapping[str, Any]]) -> list[str]:
         ]
         for row in (r for r in rows if r["model"] == model):
             pruned_gap, transfer_gap = row.get("pruned_vs_base") or {}, row.get("transfer_vs_base") or {}
+            base, pruned, transfer, sparsity = (
+                text(fmt.points(row[name]))
+                for name in ("base_robust_accuracy", "pruned_robust_accuracy", "transfer_robust_accuracy", "sparsity")
+            )
             line = (
-                f"| {row['attack']} | {row['pruning']} | {fmt.points(row['base_robust_accuracy'])} "
-                f"| {fmt.points(row['pruned_robust_accuracy'])} | {fmt.change(pruned_gap)} "
-                f"| {fmt.p_value(pruned_gap.get('p_value'))} | {fmt.points(row['transfer_robust_accuracy'])} "
+                f"| {text(row['attack'])} | {text(row['pruning'])} | {base} | {pruned} | {fmt.change(pruned_gap)} "
+                f"| {fmt.p_value(pruned_gap.get('p_value'))} | {transfer} "
                 f"| {fmt.change(transfer_gap)} | {fmt.p_value(transfer_gap.get('p_value'))} "
-                f"| {fmt.points(row['sparsity'])} | {fmt.count(row['pruned_macs'])} / {fmt.count(row['base_macs'])} |"
+                f"| {sparsity} | {fmt.count(row['pruned_macs'])} / {fmt.count(row['base_macs'])} |"
             )
             lines.append(line + (f" {fmt.speedup(row['speedup'])} |" if timed else ""))
     return lines
@@ -145,7 +193,7 @@ def latency_table(rows: list[Mapping[str, Any]]) -> list[str]:
         base = row.get("base_median_seconds")
         base_ms = "" if base is None else f"{base * 1e3:.3f}"
         lines.append(
-            f"| {row['model']} | {row['pruning']} | {row['batch_size']} | {base_ms} "
+            f"| {text(row['model'])} | {text(row['pruning'])} | {text(row['batch_size'])} | {base_ms} "
             f"| {row['median_seconds'] * 1e3:.3f} | {fmt.speedup(row.get('speedup'))} |"
         )
     return lines
