@@ -416,9 +416,15 @@ def cache_directory(config: pytest.Config) -> Path | None:
     # key that cannot be made) is turned off with a warning: it never breaks a run, least of all one with
     # no cells.
     if given:
-        folder = (config.rootpath / given).resolve()
-        if folder.exists() and not folder.is_dir():
-            reason = f"its folder {folder} is a file. Remove it, or give another folder with --advprune-cache-dir"
+        try:
+            folder = (config.rootpath / given).resolve()
+        except (OSError, RuntimeError) as error:  # a loop of symbolic links
+            reason = f"its folder {given!r} cannot be resolved ({error}). Fix it, or give another folder"
+            return _cache_off(config, reason + " with --advprune-cache-dir")
+        blocker = next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), None)
+        if blocker is not None:
+            where = "" if blocker == folder else f", where its folder {folder} should be"
+            reason = f"{blocker} is a file{where}. Remove it, or give another folder with --advprune-cache-dir"
             return _cache_off(config, reason)
     else:
         pytest_cache = getattr(config, "cache", None)

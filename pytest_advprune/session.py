@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pytest_advprune.cache import DiskCache
+from pytest_advprune.cache import DiskCache, code_fingerprint, module_classes_fingerprint
 from pytest_advprune.cache.trust import cache_secret
 from pytest_advprune.errors import IntegrityError, SetupError
 from pytest_advprune.options import Settings
@@ -143,7 +143,6 @@ class AdvPruneSession:
         self._model_checks: dict[tuple[str, str], tuple[int, bool]] = {}
         self._base_correct: dict[tuple[str, str], torch.Tensor] = {}  # (model, attack id or "") -> hits
         self._dataset_fingerprints: dict[str, str] = {}
-        self._fingerprints: dict[object, str] = {}  # code fingerprints: registered functions, class sets
         self.cache = (
             DiskCache(settings.cache_dir, secret=cache_secret(), reads=settings.cache_reads)
             if settings.cache_dir
@@ -309,6 +308,8 @@ class AdvPruneSession:
     def pruned_model(self, model: str, pruning: PruningSpec) -> PrunedModel:
         key = (model, pruning.id)
         if key not in self._pruned:
+            import torch
+
             from pytest_advprune.cache.payloads import module_from_bytes, module_to_bytes
             from pytest_advprune.metrics import SizeFigures
             from pytest_advprune.pruning import PruningContext, model_size, prune_model
@@ -316,25 +317,32 @@ class AdvPruneSession:
             base = self.base_model(model)
             dataset = self.dataset(base.entry.dataset)
             seed = derive_seed(self.settings.seed, "prune", model, pruning.id)
-            cache_key = {
-                **self._model_key(base),
-                "pruning": pruning.name,
-                "amount": pruning.amount,
-                "pruning_code": self._code(pruning.entry.function),
-                "fine_tune": self.fine_tune_settings.__dict__ if pruning.entry.fine_tune else None,
-                "dataset": self.dataset_fingerprint(base.entry.dataset),
-                "seed": seed,
-            }
-            started = time.perf_counter()
+
+            def cache_key() -> dict[str, Any]:
+                return {
+                    **self._model_key(base),
+                    "pruning": pruning.name,
+                    "amount": pruning.amount,
+                    "pruning_code": code_fingerprint(pruning.entry.function),
+                    "fine_tune": self.fine_tune_settings.__dict__ if pruning.entry.fine_tune else None,
+                    "dataset": self.dataset_fingerprint(base.entry.dataset),
+                    "seed": seed,
+                }
 
             def decode(data: bytes) -> tuple[nn.Module, SizeFigures] | None:
                 loaded = module_from_bytes(data, base.module, self.device)
-                try:
-                    return None if loaded is None else (loaded[0], SizeFigures(**loaded[1]["size"]))
-                except (KeyError, TypeError):  # size figures of another shape: the entry is not usable
+                if loaded is None:
+                    return None
+                try:  # a forward pass on one image: an entry that cannot compute is not usable
+                    with torch.no_grad():
+                        loaded[0](dataset.eval_images[:1].to(self.device))
+                    return loaded[0], SizeFigures(**loaded[1]["size"])
+                except Exception:  # any failure of a stored model means: recompute it
                     return None
 
-            cached = self._read("pruned_models", cache_key, decode)
+            started = time.perf_counter()
+            key_before = cache_key() if self.cache is not None else None
+            cached = self._read("pruned_models", key_before, decode)
             if cached is not None:
                 module, size = cached
                 self._tell(f"pruned {model} with {pruning.id}: read from the cache")
@@ -346,11 +354,11 @@ class AdvPruneSession:
                     module = prune_model(base.module, pruning.entry, pruning.amount, context, self.fine_tune_settings)
                     size = model_size(module, context.example_inputs)
                 self.check_base_intact(model, f"pruning {pruning.name!r} (registered by {pruning.entry.origin})")
-                if self.cache is not None:
+                if key_before is not None and self._unchanged(key_before, cache_key):
                     with self.threads():  # a read must rebuild exactly this model: checked on examples
                         examples = dataset.eval_images[:16].to(self.device)
                         payload = module_to_bytes(module, base.module, examples, {"size": size.__dict__})
-                    self._write("pruned_models", cache_key, payload)
+                    self._write("pruned_models", key_before, payload)
                 self._tell(f"pruned {model} with {pruning.id} in {time.perf_counter() - started:.1f} s")
             state = {name: value.detach().clone() for name, value in module.state_dict().items()}
             self._pruned[key] = PrunedModel(
@@ -411,35 +419,48 @@ class AdvPruneSession:
     ) -> torch.Tensor:
         """``attack`` run on ``module`` (the base model or a pruned one), read from the cache when it holds
         the result; ``check`` runs after computing and before caching, so a failed check is never cached."""
+        import torch
+
         from pytest_advprune.attacks import AttackGenerator
         from pytest_advprune.cache.payloads import tensor_from_bytes, tensor_to_bytes
 
         data = self.eval_set(base.entry.dataset)
-        cache_key = {
-            **self._model_key(base),
-            "attacked_weights": weights,
-            "attacked_code": self._classes(module),
-            "attack": attack.name,
-            "params": attack.kwargs,
-            "attack_code": self._code(attack.entry.factory),
-            "eval_set": data.fingerprint,
-            "seed": seed,
-            "batch_size": self.settings.batch_size,
-        }
+
+        def cache_key() -> dict[str, Any]:
+            return {
+                **self._model_key(base),
+                "attacked_weights": weights,
+                "attacked_code": module_classes_fingerprint(module),
+                "attack": attack.name,
+                "params": attack.kwargs,
+                "attack_code": code_fingerprint(attack.entry.factory),
+                "eval_set": data.fingerprint,
+                "seed": seed,
+                "batch_size": self.settings.batch_size,
+            }
+
+        def decode(payload: bytes) -> torch.Tensor | None:
+            examples = tensor_from_bytes(payload, self.device)
+            if examples is None or (examples.shape, examples.dtype) != (data.images.shape, data.images.dtype):
+                return None  # intact, but not examples of these images
+            if examples.layout != torch.strided or not bool(torch.isfinite(examples).all()):
+                return None
+            return examples if float(examples.min()) >= 0.0 and float(examples.max()) <= 1.0 else None
+
         target = target or f"{base.entry.name} (base)"
         started = time.perf_counter()
-        cached = self._read("adversarials", cache_key, lambda payload: tensor_from_bytes(payload, self.device))
-        if cached is not None and cached.shape == data.images.shape:
+        key_before = cache_key() if self.cache is not None else None
+        cached = self._read("adversarials", key_before, decode)
+        if cached is not None:
             self._tell(f"crafted {attack.id} on {target}: read from the cache")
             return cached
-        if cached is not None and self.cache is not None:  # intact, but not examples of these images
-            self.cache.reject("adversarials", cache_key)
         generator = AttackGenerator.for_spec(attack, base.entry.normalization, seed, self.settings.batch_size)
         with self.threads():
             adversarials = generator(module, data.images, data.labels)
         if check is not None:
             check()
-        self._write("adversarials", cache_key, tensor_to_bytes(adversarials))
+        if key_before is not None and self._unchanged(key_before, cache_key):
+            self._write("adversarials", key_before, tensor_to_bytes(adversarials))
         self._tell(f"crafted {attack.id} on {target} in {time.perf_counter() - started:.1f} s")
         return adversarials
 
@@ -465,8 +486,8 @@ class AdvPruneSession:
             "device": device_name(self.device),
             "threads": self.settings.threads,
             "model": base.entry.name,
-            "model_code": self._code(base.entry.factory),
-            "model_classes": self._classes(base.module),
+            "model_code": code_fingerprint(base.entry.factory),
+            "model_classes": module_classes_fingerprint(base.module),
             "weights": base.weights_fingerprint,
             "normalization": base.entry.normalization,
         }
@@ -479,20 +500,12 @@ class AdvPruneSession:
 
         return project_sources_fingerprint(rootdir())
 
-    def _code(self, function: object) -> str:
-        from pytest_advprune.cache import code_fingerprint
-
-        if function not in self._fingerprints:  # reading source files once per session is enough
-            self._fingerprints[function] = code_fingerprint(function)
-        return self._fingerprints[function]
-
-    def _classes(self, module: nn.Module) -> str:
-        from pytest_advprune.cache import module_classes_fingerprint
-
-        classes = frozenset(type(sub) for sub in module.modules())
-        if classes not in self._fingerprints:
-            self._fingerprints[classes] = module_classes_fingerprint(module)
-        return self._fingerprints[classes]
+    def _unchanged(self, key_before: dict[str, Any], cache_key: Callable[[], dict[str, Any]]) -> bool:
+        """Whether what a result depends on is still what its key said when it was computed. Keys are
+        made right before computing, never remembered: a value a test changes between two cells is seen.
+        A computation that changes its own inputs (a module imported on first call, a global it sets) is
+        not written, so no later run reads it under the key of inputs it did not have."""
+        return cache_key() == key_before
 
     def dataset_fingerprint(self, name: str) -> str:
         """Every split of a dataset (fine-tuning reads the train split, attacks the eval split)."""
@@ -505,8 +518,8 @@ class AdvPruneSession:
             )
         return self._dataset_fingerprints[name]
 
-    def _read(self, kind: str, key: dict[str, Any], decode: Callable[[bytes], T | None]) -> T | None:
-        if self.cache is None:
+    def _read(self, kind: str, key: dict[str, Any] | None, decode: Callable[[bytes], T | None]) -> T | None:
+        if self.cache is None or key is None:
             return None
         payload = self.cache.load(kind, key)
         value = decode(payload) if payload is not None else None

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from pytest_advprune.cache import DiskCache, code_fingerprint, module_classes_fingerprint
 from pytest_advprune.cache.payloads import module_from_bytes, module_to_bytes, tensor_from_bytes, tensor_to_bytes
-from pytest_advprune.cache.store import DAMAGED, FOREIGN_KEY, canonical_json
+from pytest_advprune.cache.store import DAMAGED, FOREIGN_KEY, MAGIC, NOT_A_FILE, canonical_json
 
 KEY = {"model": "lenet", "seed": 3, "params": {"eps": 0.1}}
 SECRET = b"k" * 32
@@ -136,13 +136,13 @@ def test_a_module_its_description_cannot_rebuild_is_not_cached() -> None:
         assert module_to_bytes(module, base, torch.rand(3, 2), {}) is None
 
 
-def _load_source(path: Path, source: str) -> object:
+def _load_source(path: Path, source: str, name: str | None = None) -> object:
     """Import ``source`` as a module of its own, as pytest imports a conftest.py (in sys.modules)."""
     import importlib.util
     import sys
 
     path.write_text(textwrap.dedent(source))
-    name = f"advprune_test_{path.parent.name}_{path.stem}"
+    name = name or f"advprune_test_{path.parent.name}_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -221,19 +221,85 @@ def test_environment_variables_named_in_the_code_are_part_of_the_fingerprint(
             "K = 1\nclass prune:\n    @staticmethod\n    def f():\n        return K\n",
             "K = 2\nclass prune:\n    @staticmethod\n    def f():\n        return K\n",
         ),
+        # a 0-d tensor constant (it cannot be viewed as bytes as it is)
+        (
+            "import torch\nS = torch.tensor(0.5)\ndef prune(m):\n    return m * S\n",
+            "import torch\nS = torch.tensor(0.25)\ndef prune(m):\n    return m * S\n",
+        ),
+        # a bound method registered as the function: the object's state
+        (
+            "class P:\n    def __init__(self, k):\n        self.k = k\n    def run(self, m):\n"
+            "        return m * self.k\nprune = P(1).run\n",
+            "class P:\n    def __init__(self, k):\n        self.k = k\n    def run(self, m):\n"
+            "        return m * self.k\nprune = P(2).run\n",
+        ),
+        # a decorator's wrapper and what it closes over
+        (
+            "import functools\ndef scaled(k):\n    def deco(f):\n        @functools.wraps(f)\n        def wrapper(m):\n"
+            "            return f(m) * k\n        return wrapper\n    return deco\n"
+            "@scaled(1)\ndef prune(m):\n    return m\n",
+            "import functools\ndef scaled(k):\n    def deco(f):\n        @functools.wraps(f)\n        def wrapper(m):\n"
+            "            return f(m) * k\n        return wrapper\n    return deco\n"
+            "@scaled(2)\ndef prune(m):\n    return m\n",
+        ),
+        # a class attribute set outside the class body (the class's text is the same)
+        (
+            "class Cfg:\n    K = 1\ndef prune(m):\n    return m * Cfg.K\n",
+            "class Cfg:\n    K = 1\nCfg.K = 2\ndef prune(m):\n    return m * Cfg.K\n",
+        ),
+        # a plain attribute of a global torch module (its repr and weights are the same)
+        (
+            "import torch\nNET = torch.nn.Linear(2, 2)\ntorch.nn.init.zeros_(NET.weight)\n"
+            "torch.nn.init.zeros_(NET.bias)\nNET.k = 1\n"
+            "def prune(m):\n    return m * NET.k\n",
+            "import torch\nNET = torch.nn.Linear(2, 2)\ntorch.nn.init.zeros_(NET.weight)\n"
+            "torch.nn.init.zeros_(NET.bias)\nNET.k = 2\n"
+            "def prune(m):\n    return m * NET.k\n",
+        ),
+        # an attribute set on a dataclass instance besides its fields
+        (
+            "from dataclasses import dataclass\n@dataclass\nclass R:\n    a: int\nRECIPE = R(1)\nRECIPE.extra = 1\n"
+            "def prune(m):\n    return RECIPE.extra\n",
+            "from dataclasses import dataclass\n@dataclass\nclass R:\n    a: int\nRECIPE = R(1)\nRECIPE.extra = 2\n"
+            "def prune(m):\n    return RECIPE.extra\n",
+        ),
     ],
-    ids=["closure", "default", "container", "inherited", "staticmethod"],
+    ids=[
+        "closure",
+        "default",
+        "container",
+        "inherited",
+        "staticmethod",
+        "scalar-tensor",
+        "bound-method",
+        "decorator",
+        "class-attribute",
+        "module-attribute",
+        "dataclass-extra",
+    ],
 )
 def test_what_a_function_reads_is_part_of_its_fingerprint(tmp_path: Path, before: str, after: str) -> None:
-    first = _load_source(tmp_path / "before.py", before)
-    second = _load_source(tmp_path / "after.py", after)
-    assert code_fingerprint(first.prune) != code_fingerprint(second.prune)  # type: ignore[attr-defined]
-    again = _load_source(tmp_path / "again.py", before)
-    assert code_fingerprint(first.prune) == code_fingerprint(again.prune)  # type: ignore[attr-defined]
+    # One module name for all three, as one recipe module in three runs (objects are named by their class),
+    # each fingerprinted while it is the module of that name.
+    fingerprints = [
+        code_fingerprint(_load_source(tmp_path / f"{i}.py", source, "advprune_test_recipe").prune)  # type: ignore[attr-defined]
+        for i, source in enumerate((before, after, before))
+    ]
+    assert fingerprints[0] != fingerprints[1]
+    assert fingerprints[0] == fingerprints[2]
 
 
-def test_an_object_without_a_stable_value_never_matches_another_run(tmp_path: Path) -> None:
-    source = "class Thing:\n    pass\nTHING = Thing()\ndef prune(m):\n    return THING\n"
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import threading\nLOCK = threading.Lock()\ndef prune(m):\n    return LOCK\n",
+        # its state is not in __dict__: hashing that would serve one seed's numbers for another's
+        "import random\nRNG = random.Random(1)\ndef prune(m):\n    return RNG.random()\n",
+        "import torch\nS = torch.zeros(3).to_sparse()\ndef prune(m):\n    return m * S\n",
+    ],
+    ids=["lock", "random", "sparse-tensor"],
+)
+def test_an_object_without_a_stable_value_never_matches_another_run(tmp_path: Path, source: str) -> None:
     first, second = (_load_source(tmp_path / f"o{i}.py", source) for i in range(2))
     assert code_fingerprint(first.prune) != code_fingerprint(second.prune)  # type: ignore[attr-defined]
 
@@ -377,14 +443,14 @@ def test_a_pytest_cache_that_is_a_file_turns_the_cache_off_with_a_warning(pytest
 
 
 def _forge(path: Path, payload: bytes, seal: bytes | None = None) -> None:
-    """Rewrite the entry at ``path`` around ``payload``, with a consistent SHA-256, as someone who can
-    write the cache folder can; its HMAC is ``seal`` (by default the old one, which no longer matches)."""
+    """Rewrite the entry at ``path`` around ``payload``, with a consistent length and SHA-256, as someone
+    who can write the cache folder can; its HMAC is ``seal`` (by default the old one, which no longer
+    matches)."""
     import hashlib
 
-    data = path.read_bytes()
-    magic, key, _digest, old_seal, _payload = data.split(b"\n", 4)
-    digest = hashlib.sha256(payload).hexdigest().encode()
-    path.write_bytes(b"\n".join([magic, key, digest, seal or old_seal, payload]))
+    magic, key, _length, _digest, old_seal, _payload = path.read_bytes().split(b"\n", 5)
+    header = [key, str(len(payload)).encode(), hashlib.sha256(payload).hexdigest().encode()]
+    path.write_bytes(b"\n".join([magic, *header, seal or old_seal, payload]))
 
 
 def _seal(secret: bytes, path: Path, payload: bytes) -> bytes:
@@ -392,8 +458,8 @@ def _seal(secret: bytes, path: Path, payload: bytes) -> bytes:
     import hmac
 
     key = path.read_bytes().split(b"\n", 2)[1]
-    digest = hashlib.sha256(payload).hexdigest().encode()
-    return hmac.new(secret, key + b"\n" + digest, hashlib.sha256).hexdigest().encode()
+    message = b"\n".join([key, str(len(payload)).encode(), hashlib.sha256(payload).hexdigest().encode()])
+    return hmac.new(secret, message, hashlib.sha256).hexdigest().encode()
 
 
 class _RunsCode:
@@ -454,7 +520,7 @@ def test_a_swapped_example_set_is_refused_in_ci_mode(tiny_project: pytest.Pytest
     verdict: without the key they are refused and recomputed, and the gate sees the real numbers."""
     run(tiny_project, "--update-baselines").assert_outcomes(passed=4)
     entries = cache_entries(tiny_project, "adversarials")
-    payloads = [entry.read_bytes().split(b"\n", 4)[4] for entry in entries]
+    payloads = [entry.read_bytes().split(b"\n", 5)[5] for entry in entries]
     for entry, payload in zip(entries, payloads[1:] + payloads[:1], strict=True):
         _forge(entry, payload)
     result = run(tiny_project, "--advprune-ci", "--advprune-ci-cache")
@@ -518,7 +584,7 @@ def test_a_cache_folder_that_is_a_file_turns_the_cache_off_with_one_message(
     (tiny_project.path / CACHE_DIR).write_text("not a folder")
     result = run(tiny_project, "--update-baselines", "-W", "default")
     result.assert_outcomes(passed=4, warnings=1)
-    result.stdout.fnmatch_lines([f"*the cache is off for this run: its folder *{CACHE_DIR} is a file*"])
+    result.stdout.fnmatch_lines([f"*the cache is off for this run: *{CACHE_DIR} is a file.*"])
     assert "unusable" not in result.stdout.str()
 
 
@@ -584,6 +650,35 @@ def test_a_module_attribute_reassigned_at_run_time_is_in_the_fingerprint(tmp_pat
     assert code_fingerprint(recipe.prune) != before  # type: ignore[attr-defined]
 
 
+def test_a_chain_of_project_module_attributes_is_followed(tmp_path: Path) -> None:
+    package = _load_source(tmp_path / "pkg.py", "")
+    package.cfg = _load_source(tmp_path / "cfg.py", "K = 1\n")  # type: ignore[attr-defined]
+    recipe = _load_source(tmp_path / "chain.py", "def prune(model):\n    return model * pkg.cfg.K\n")
+    recipe.pkg = package  # type: ignore[attr-defined]
+    before = code_fingerprint(recipe.prune)  # type: ignore[attr-defined]
+    package.cfg.K = 2  # type: ignore[attr-defined]
+    assert code_fingerprint(recipe.prune) != before  # type: ignore[attr-defined]
+
+
+def test_a_module_imported_in_the_body_is_read_from_its_file_loaded_or_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "advprune_lazy_helpers.py").write_text("K = 1\n")
+    recipe = _load_source(
+        tmp_path / "lazy.py",
+        "def prune(model):\n    import advprune_lazy_helpers\n    return advprune_lazy_helpers.K\n",
+    )
+    before = code_fingerprint(recipe.prune)  # type: ignore[attr-defined]
+    recipe.prune(None)  # type: ignore[attr-defined]  # now imported: the same fingerprint
+    monkeypatch.delitem(sys.modules, "advprune_lazy_helpers")
+    assert code_fingerprint(recipe.prune) == before  # type: ignore[attr-defined]
+    (tmp_path / "advprune_lazy_helpers.py").write_text("K = 2\n")
+    assert code_fingerprint(recipe.prune) != before  # type: ignore[attr-defined]
+
+
 def test_an_edit_to_any_python_file_of_the_project_recomputes_and_other_files_do_not(
     tiny_project: pytest.Pytester,
 ) -> None:
@@ -603,3 +698,98 @@ def test_an_edit_to_any_python_file_of_the_project_recomputes_and_other_files_do
     run(tiny_project).stdout.fnmatch_lines(
         ["cache: crafted example sets: 0 read, 6 computed; pruned models: 0 read, 2 computed"]
     )
+
+
+def test_a_huge_forged_entry_is_refused_from_its_header(tmp_path: Path) -> None:
+    """A sparse file of 1 GiB behind a valid-looking header costs its first lines, not a gigabyte of
+    memory: the payload is read only after the header's HMAC checks out."""
+    import tracemalloc
+
+    cache = DiskCache(tmp_path, secret=SECRET)
+    path = cache.path_for("kind", KEY)
+    path.parent.mkdir(parents=True)
+    with open(path, "wb") as file:
+        file.write(b"\n".join([MAGIC.rstrip(), canonical_json(KEY), str(1 << 30).encode(), b"0" * 64, b"f" * 64, b""]))
+        file.truncate(1 << 30)
+    tracemalloc.start()
+    try:
+        assert cache.load("kind", KEY) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20
+    assert cache.counts.rejected == {FOREIGN_KEY: 1}
+
+
+def test_entries_are_plain_files_and_folders_in_their_place_are_skipped(tmp_path: Path) -> None:
+    cache = DiskCache(tmp_path, secret=SECRET)
+    cache.store("kind", KEY, b"payload")
+    assert cache.path_for("kind", KEY).stat().st_mode & 0o777 == 0o644  # never executable
+    other = {**KEY, "seed": 7}
+    cache.path_for("kind", other).mkdir(parents=True)
+    assert cache.load("kind", other) is None
+    assert cache.counts.rejected == {NOT_A_FILE: 1}
+
+
+def test_nothing_is_made_through_a_linked_kind_folder(tmp_path: Path) -> None:
+    root, outside = tmp_path / "cache", tmp_path / "outside"
+    outside.mkdir()
+    root.mkdir()
+    (root / "kind").symlink_to(outside, target_is_directory=True)
+    cache = DiskCache(root, secret=SECRET)
+    cache.store("kind", KEY, b"payload")
+    assert not any(outside.iterdir())
+    assert cache.counts.write_errors and "symbolic link" in cache.counts.write_errors[0]
+
+
+@pytest.mark.parametrize("problem", ["fifo", "short-secret", "no-home"])
+def test_a_key_that_cannot_be_used_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, problem: str
+) -> None:
+    from pytest_advprune.cache.trust import CacheKeyError, cache_secret
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    if problem == "fifo":  # opening it for reading would wait forever
+        (tmp_path / "pytest-advprune").mkdir()
+        os.mkfifo(tmp_path / "pytest-advprune" / "cache-key")
+        match = "not a regular file"
+    elif problem == "short-secret":
+        monkeypatch.setenv("ADVPRUNE_CACHE_KEY", "hunter2")
+        match = "ADVPRUNE_CACHE_KEY holds 7 characters"
+    else:
+        monkeypatch.delenv("XDG_CONFIG_HOME")
+        monkeypatch.delenv("HOME", raising=False)
+        monkeypatch.setattr(Path, "home", lambda: (_ for _ in ()).throw(RuntimeError("no home")))
+        match = "no home folder"
+    with pytest.raises(CacheKeyError, match=match):
+        cache_secret()
+
+
+@pytest.mark.parametrize("layout", ["loop", "file-parent"])
+def test_a_cache_folder_that_cannot_be_a_folder_turns_the_cache_off(pytester: pytest.Pytester, layout: str) -> None:
+    pytester.makepyfile("def test_plain():\n    assert True\n")
+    if layout == "loop":
+        (pytester.path / "loop").symlink_to(pytester.path / "loop")
+        folder, message = "loop", "*the cache is off for this run: its folder 'loop' cannot be resolved*"
+    else:
+        (pytester.path / "README").write_text("a file")
+        folder, message = "README/sub", "*the cache is off for this run: *README is a file, where its folder*"
+    result = pytester.runpytest(f"--advprune-cache-dir={folder}", "-W", "default")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines([message])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_model_a_read_could_not_give_back_is_not_cached() -> None:
+    import numpy as np
+
+    base = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    numpy_attribute = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    numpy_attribute[0].sparsity = np.float64(0.5)  # type: ignore[assignment]  # weights_only refuses it
+    swapped_hook = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    hooked_base = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    hooked_base[0].register_forward_hook(lambda module, inputs, output: None)
+    swapped_hook.load_state_dict(hooked_base.state_dict())
+    swapped_hook[0].register_forward_hook(lambda module, inputs, output: output if torch.is_grad_enabled() else None)
+    assert module_to_bytes(numpy_attribute, base, torch.rand(3, 2), {}) is None
+    assert module_to_bytes(swapped_hook, hooked_base, torch.rand(3, 2), {}) is None

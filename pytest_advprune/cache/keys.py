@@ -17,6 +17,7 @@ import hashlib
 import inspect
 import os
 import re
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def project_sources_fingerprint(rootdir: Path) -> str:
             continue  # an unreadable folder holds nothing a run can import either
         scanned += len(entries)
         if scanned > MAX_SCANNED_ENTRIES:
-            return f"unfingerprinted {id(digest)} (more than {MAX_SCANNED_ENTRIES} entries under {rootdir})"
+            return _unfingerprinted(digest, f"(more than {MAX_SCANNED_ENTRIES} entries under {rootdir})")
         if any(entry.name == "pyvenv.cfg" for entry in entries) and folder != rootdir:
             continue
         for entry in entries:
@@ -102,19 +103,36 @@ def _collect(obj: Any, parts: list[str], seen: set[int]) -> None:
         parts.append(f"partial args {_value(obj.args, parts, seen)} {_value(obj.keywords, parts, seen)}")
         _collect(obj.func, parts, seen)
         return
+    if inspect.ismethod(obj):  # a bound method (``PRUNER.prune``): its function and the object's state
+        parts.append(f"bound to {_value(obj.__self__, parts, seen)}")
+        _collect(obj.__func__, parts, seen)
+        return
     if inspect.ismodule(obj):
         parts.append(f"module {obj.__name__}: {_source(obj)}")
         return
-    target = inspect.unwrap(obj) if callable(obj) else obj
-    parts.append(f"{getattr(target, '__qualname__', type(target).__name__)}: {_source(target)}")
-    functions = [target] if inspect.isfunction(target) else []
-    if inspect.isclass(target):
-        # The class and the project classes it inherits from (a forward defined in a base class), and
-        # every function of theirs: methods, static and class methods, property accessors.
-        for cls in inspect.getmro(target)[1:]:
+    if inspect.isfunction(obj) and hasattr(obj, "__wrapped__"):
+        # A decorator's wrapper: its own code and what it closes over count too (getsource would show
+        # the wrapped function's text for it), then the function it wraps.
+        code = obj.__code__
+        parts.append(f"wrapper {obj.__qualname__}: {(code.co_code, code.co_consts, code.co_names)!r}")
+        _collect_function(obj, parts, seen)
+        _collect(obj.__wrapped__, parts, seen)
+        return
+    parts.append(f"{getattr(obj, '__qualname__', type(obj).__name__)}: {_source(obj)}")
+    functions = [obj] if inspect.isfunction(obj) else []
+    if inspect.isclass(obj):
+        # The class and the project classes it inherits from (a forward defined in a base class), every
+        # function of theirs (methods, static and class methods, property accessors), and the values of
+        # their class attributes (``K = int(os.environ["RECIPE_K"])`` is computed once, at import).
+        for cls in inspect.getmro(obj)[1:]:
             if is_project_code(cls):
                 _collect(cls, parts, seen)
-        functions = [f for member in vars(target).values() for f in _functions_of(member)]
+        functions = [f for member in vars(obj).values() for f in _functions_of(member)]
+        for name, member in sorted(vars(obj).items()):
+            if name.startswith("__") or name.startswith("_abc"):
+                continue
+            if not isinstance(member, (staticmethod, classmethod, property)) and not _functions_of(member):
+                parts.append(f"class attribute {name} = {_value(member, parts, seen)}")
     for function in functions:
         _collect_function(function, parts, seen)
 
@@ -129,15 +147,28 @@ def _functions_of(member: Any) -> list[Any]:
 
 def _collect_function(function: Any, parts: list[str], seen: set[int]) -> None:
     """What a function reads besides its own text: environment variables it names, the globals it uses
-    (and the attributes it names of project modules among them: ``recipes.helper(model)``), the variables
-    it closes over (a factory's arguments) and its default values."""
+    (and the attributes it names of project modules among them, recursively: ``recipes.helper(model)``,
+    ``pkg.cfg.K``), the modules it imports in its body, the variables it closes over (a factory's
+    arguments) and its default values."""
     for variable in sorted(_environment_names(function.__code__)):
         parts.append(f"environment {variable} = {os.environ.get(variable)!r}")
     names = sorted(code_names(function.__code__))  # also attribute names: only globals are kept
     used = [(name, function.__globals__[name]) for name in names if name in function.__globals__]
-    for name, value in list(used):
-        if inspect.ismodule(value) and is_project_code(value):
-            used += [(f"{name}.{attribute}", vars(value)[attribute]) for attribute in names if attribute in vars(value)]
+    modules = [(name, value) for name, value in used if inspect.ismodule(value) and is_project_code(value)]
+    visited: set[int] = set()
+    while modules:
+        name, module = modules.pop()
+        if id(module) in visited:
+            continue
+        visited.add(id(module))
+        for attribute in names:
+            if attribute in vars(module):
+                value = vars(module)[attribute]
+                used.append((f"{name}.{attribute}", value))
+                if inspect.ismodule(value) and is_project_code(value):
+                    modules.append((f"{name}.{attribute}", value))
+    for module_name in sorted(_imported_modules(function.__code__)):
+        parts.append(f"imports {module_name}: {_imported_module_text(module_name)}")
     closure = zip(function.__code__.co_freevars, function.__closure__ or (), strict=False)
     for name, cell in closure:
         try:
@@ -148,6 +179,44 @@ def _collect_function(function: Any, parts: list[str], seen: set[int]) -> None:
     used += [(f"default {key}", value) for key, value in sorted((function.__kwdefaults__ or {}).items())]
     for name, value in used:
         parts.append(f"value {name} = {_value(value, parts, seen)}")
+
+
+def _imported_modules(code: Any) -> set[str]:
+    """The modules a code object (and the code inside it) imports: ``import x`` or ``from x import y``
+    in a function body runs when the function does, after its key was made."""
+    import dis
+
+    names = {str(i.argval) for i in dis.get_instructions(code) if i.opname == "IMPORT_NAME" and i.argval}
+    for constant in code.co_consts:
+        if inspect.iscode(constant):
+            names |= _imported_modules(constant)
+    return names
+
+
+def _imported_module_text(name: str) -> str:
+    """What a module imported in a function body stands for: the files of its top-level package if it is
+    the project's (read, not imported, and the same whether or not an earlier call imported it), else its
+    library's version."""
+    import importlib.util
+    import sys
+
+    top = name.split(".")[0]
+    loaded = sys.modules.get(top)
+    try:  # the top-level package only: finding a submodule would import its parent
+        spec = loaded.__spec__ if loaded is not None else importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
+        return f"{top}: not found ({'none' if spec is None else spec.origin})"
+    origin = Path(spec.origin).resolve()
+    if any(origin.is_relative_to(root) for root in _installation_roots()):
+        return _version_of_top_level(top)
+    if spec.submodule_search_locations:  # a package of the project: all of its files
+        return project_sources_fingerprint(origin.parent)
+    try:
+        return _sha(origin.read_bytes())
+    except OSError:
+        return _unfingerprinted(origin, "unreadable")
 
 
 def stable_value(value: Any) -> str | None:
@@ -167,7 +236,7 @@ def _value(value: Any, parts: list[str], seen: set[int], depth: int = 0) -> str:
     if isinstance(value, (type(None), bool, int, float, complex, str, bytes)):
         return repr(value)
     if depth >= 8:
-        return f"unfingerprinted {id(value)} (nested too deep)"
+        return _unfingerprinted(value, "(nested too deep)")
     if isinstance(value, functools.partial) or is_project_code(value):
         _collect(value, parts, seen)
         return f"code {getattr(value, '__qualname__', None) or getattr(value, '__name__', type(value).__name__)}"
@@ -189,22 +258,29 @@ def _value(value: Any, parts: list[str], seen: set[int], depth: int = 0) -> str:
     contents = _array_contents(value)
     if contents is not None:
         return f"{kind} {contents}"
-    if dataclasses.is_dataclass(value):
+    if _is_torch_module(value):
+        # A teacher model, a mask network: its structure (repr), its weights and every submodule's own
+        # plain attributes (a threshold ``k`` a forward reads).
+        own = {
+            name: {key: item for key, item in vars(sub).items() if not key.startswith("_")}
+            for name, sub in value.named_modules()
+        }
+        contents = _value({"weights": dict(value.state_dict()), "attributes": own}, parts, seen, depth + 1)
+        return f"{kind} {value!r} {contents}"
+    attributes = getattr(value, "__dict__", None)
+    # The project's own objects (a dataclass's fields and anything set on it later) by their attributes;
+    # a library's objects (a logger, a device) by a repr without a memory address, which is their
+    # identity. A library object with an address in its repr keeps its state where this cannot see it
+    # (random.Random): it never matches another run.
+    if isinstance(attributes, dict) and (is_project_code(cls) or dataclasses.is_dataclass(value)):
+        return f"{kind} {_value(dict(attributes), parts, seen, depth + 1)}"
+    if dataclasses.is_dataclass(value):  # with slots: its fields are all it holds
         fields = {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
         return f"{kind} {_value(fields, parts, seen, depth + 1)}"
-    if _is_torch_module(value):  # a teacher model, a mask network: its structure (repr) and its weights
-        return f"{kind} {value!r} {_value(dict(value.state_dict()), parts, seen, depth + 1)}"
-    attributes = getattr(value, "__dict__", None)
-    # The project's own objects by their attributes; a library's objects (a logger, a device) by a repr
-    # without a memory address, which is their identity.
-    if isinstance(attributes, dict) and is_project_code(cls):
-        return f"{kind} {_value(dict(attributes), parts, seen, depth + 1)}"
     text = repr(value)
     if " at 0x" not in text and " object at " not in text:
         return f"{kind} {text}"
-    if isinstance(attributes, dict) and attributes:
-        return f"{kind} {_value(dict(attributes), parts, seen, depth + 1)}"
-    return f"unfingerprinted {id(value)} {text}"
+    return _unfingerprinted(value, text)
 
 
 def _is_torch_module(value: Any) -> bool:
@@ -215,35 +291,49 @@ def _is_torch_module(value: Any) -> bool:
 
 
 def _array_contents(value: Any) -> str | None:
-    """dtype, shape and the SHA-256 of the bytes of a torch tensor or a numpy array."""
+    """dtype, shape and the SHA-256 of the bytes of a torch tensor or a numpy array; None for anything
+    else. A tensor whose bytes cannot be read (sparse, meta, quantized) never matches another run."""
     import sys
 
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
-        tensor = value.detach().cpu().contiguous()
-        data = tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
-        return f"{tensor.dtype} {tuple(tensor.shape)} {_sha(data)}"
+        try:
+            tensor = value.detach().cpu().contiguous().reshape(-1)  # a 0-d tensor cannot be viewed as bytes
+            data = tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+        except (RuntimeError, TypeError, ValueError, NotImplementedError):
+            return _unfingerprinted(value, f"tensor of layout {value.layout}")
+        return f"{value.dtype} {tuple(value.shape)} {_sha(data)}"
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, numpy.ndarray):
-        array = numpy.ascontiguousarray(value)
-        if array.dtype == object:
-            return None
-        return f"{array.dtype} {array.shape} {_sha(array.tobytes())}"
+        if value.dtype == object:
+            return _unfingerprinted(value, "array of objects")
+        return f"{value.dtype} {value.shape} {_sha(numpy.ascontiguousarray(value).tobytes())}"
     return None
+
+
+# Unique to this process: ids repeat between runs where address randomisation is off.
+_PROCESS_TOKEN = secrets.token_hex(8)
+
+
+def _unfingerprinted(value: Any, what: str) -> str:
+    """The text of a value without a stable fingerprint: it never matches another process's."""
+    return f"unfingerprinted {_PROCESS_TOKEN}-{id(value)} {what}"
 
 
 def _library_version(value: Any) -> str:
     """``name==version`` of the installed distribution a function, class or module comes from (its code is
     not read: an upgrade changes the version); the Python version for the standard library."""
+    module = value.__name__ if inspect.ismodule(value) else str(getattr(value, "__module__", ""))
+    return _version_of_top_level(module.split(".")[0])
+
+
+def _version_of_top_level(top: str) -> str:
     import sys
 
-    module = value.__name__ if inspect.ismodule(value) else str(getattr(value, "__module__", ""))
-    top = module.split(".")[0]
     if top in sys.stdlib_module_names or top == "builtins":
         return f"python {sys.version_info[:3]}"
-    distributions = _packages_distributions().get(top, [])
-    versions = sorted(f"{name}=={_distribution_version(name)}" for name in distributions)
-    return ", ".join(versions) or f"{module} (no installed distribution)"
+    versions = sorted(f"{name}=={_distribution_version(name)}" for name in _packages_distributions().get(top, []))
+    return ", ".join(versions) or f"{top} (no installed distribution)"
 
 
 @functools.lru_cache(maxsize=1)
@@ -272,7 +362,7 @@ def _source(obj: Any) -> str:
     code = getattr(obj, "__code__", None)
     if code is not None:
         return repr((code.co_code, code.co_consts, code.co_names))
-    return f"unfingerprinted {id(obj)} {object.__repr__(obj)}"
+    return _unfingerprinted(obj, object.__repr__(obj))
 
 
 def code_names(code: Any) -> set[str]:

@@ -1,8 +1,10 @@
 """A content-addressed store on disk: bytes filed under the SHA-256 of a JSON key, written atomically,
 authenticated and checked on every read.
 
-An entry is the ``MAGIC`` line, the key as canonical JSON, the payload's SHA-256, an HMAC of those two
-under the cache's secret (``trust.py``), then the payload. A read returns the payload only if all of that
+An entry is the ``MAGIC`` line, the key as canonical JSON, the payload's length and SHA-256, an HMAC of
+those three under the cache's secret (``trust.py``), then the payload. The header is read and its HMAC
+checked before the payload is read, so a file forged without the secret costs a read of its first
+lines, whatever its size. A read returns the payload only if all of that
 holds for the key asked for; anything else (a truncated file, a flipped byte, a foreign file, an entry
 written under another secret or forged) is treated as absent, removed, and recomputed by the caller.
 Writers put the whole entry in a temporary file of their own (pid and a random part in its name) and
@@ -22,21 +24,23 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
 from pytest_advprune.paths import written_by_live_process
 
+T = TypeVar("T")
+
 MAGIC = b"pytest-advprune cache 2\n"
-MAX_ENTRY_BYTES = 8 << 30  # an entry larger than this is not one the plugin wrote: never read it whole
+MAX_HEADER_BYTES = 1 << 20  # a key is a few kilobytes: a longer header is not one the plugin wrote
 
 # Why an entry was not used, as the summary says it.
 DAMAGED = "damaged (truncated, edited or not a cache entry)"
 FOREIGN_KEY = "not written with this cache key (another machine, or forged)"
 UNLOADABLE = "intact but no longer loadable"
-NOT_A_FILE = "not a regular file (a link, FIFO or device; skipped)"
+NOT_A_FILE = "not a regular file (a link, folder, FIFO or device; skipped)"
 OUTSIDE = "outside the cache folder through a symbolic link (skipped)"
 
 
@@ -128,7 +132,7 @@ class DiskCache:
             self.counts.count(self.counts.rejected, OUTSIDE)
             return None
         try:
-            data = _read_regular_file(path)
+            payload, problem = _read_entry(path, lambda file, size: self._payload_of(file, size, canonical_json(key)))
         except FileNotFoundError:
             return None
         except NotARegularFile:
@@ -137,7 +141,6 @@ class DiskCache:
         except OSError as error:
             self.counts.count(self.counts.rejected, f"unreadable ({error.strerror or error})")
             return None
-        payload, problem = self._payload_of(data, canonical_json(key))
         if problem:
             self.reject(kind, key, problem)
         return payload
@@ -154,15 +157,13 @@ class DiskCache:
         """Write an entry; a failure (read-only or full disk) is recorded, never raised: the cache only
         saves time, the numbers were computed."""
         path = self.path_for(kind, key)
-        key_json = canonical_json(key)
-        digest = hashlib.sha256(payload).hexdigest().encode()
-        entry = MAGIC + key_json + b"\n" + digest + b"\n" + self._seal(key_json, digest) + b"\n" + payload
+        fields = [canonical_json(key), str(len(payload)).encode(), hashlib.sha256(payload).hexdigest().encode()]
+        entry = MAGIC + b"\n".join([*fields, self._seal(*fields)]) + b"\n" + payload
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not self._inside(path.parent):
-                raise OSError(0, "its folder is a symbolic link out of the cache folder; not written")
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0))
+            self._make_folders(path.parent)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            descriptor = os.open(temporary, flags, 0o644)
             with os.fdopen(descriptor, "wb") as file:
                 file.write(entry)
                 file.flush()
@@ -186,6 +187,17 @@ class DiskCache:
                             temporary.unlink()
                             self.counts.stale_temporaries += 1
 
+    def _make_folders(self, folder: Path) -> None:
+        """Make ``root/<kind>/<xx>`` one level at a time, refusing a level that is a link: nothing is
+        made outside the cache folder."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        level = self.root
+        for part in folder.relative_to(self.root).parts:
+            level = level / part
+            if level.is_symlink():
+                raise OSError(0, f"{level} is a symbolic link; nothing is written through it")
+            level.mkdir(exist_ok=True)
+
     def _inside(self, folder: Path) -> bool:
         """Whether ``folder`` (an entry's folder) really is inside the cache's folder: no link on the way
         points elsewhere."""
@@ -194,18 +206,31 @@ class DiskCache:
         except (OSError, RuntimeError):  # a link loop
             return False
 
-    def _seal(self, key_json: bytes, digest: bytes) -> bytes:
-        return hmac.new(self._secret, key_json + b"\n" + digest, hashlib.sha256).hexdigest().encode()
+    def _seal(self, key_json: bytes, length: bytes, digest: bytes) -> bytes:
+        message = b"\n".join([key_json, length, digest])
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest().encode()
 
-    def _payload_of(self, data: bytes, key: bytes) -> tuple[bytes | None, str]:
-        """The payload of an entry if it is a whole, intact, authentic entry for ``key``; else None and why."""
-        if not data.startswith(MAGIC):
+    def _payload_of(self, file: BinaryIO, size: int, key: bytes) -> tuple[bytes | None, str]:
+        """The payload of an entry if it is a whole, intact, authentic entry for ``key``; else None and why.
+        The payload is read only once the header proves the entry was written with the secret."""
+        header = file.read(min(size, MAX_HEADER_BYTES))
+        if not header.startswith(MAGIC):
             return None, DAMAGED
-        stored_key, digest, seal, payload = _fields(data[len(MAGIC) :])
-        if stored_key != key or hashlib.sha256(payload).hexdigest().encode() != digest:
+        lines = header[len(MAGIC) :].split(b"\n", 4)
+        if len(lines) < 5:
             return None, DAMAGED
-        if not hmac.compare_digest(seal, self._seal(key, digest)):
+        stored_key, length, digest, seal, _ = lines
+        if stored_key != key or not length.isdigit():
+            return None, DAMAGED
+        if not hmac.compare_digest(seal, self._seal(stored_key, length, digest)):
             return None, FOREIGN_KEY
+        start = len(MAGIC) + sum(len(line) + 1 for line in lines[:4])
+        if size - start != int(length):
+            return None, DAMAGED
+        file.seek(start)
+        payload = file.read(int(length))
+        if hashlib.sha256(payload).hexdigest().encode() != digest:
+            return None, DAMAGED
         return payload, ""
 
 
@@ -213,28 +238,24 @@ class NotARegularFile(OSError):
     pass
 
 
-def _read_regular_file(path: Path) -> bytes:
-    """The bytes of ``path`` if it is a regular file: a link is not followed and a FIFO is not waited on
-    (opened without blocking, then refused)."""
+def _read_entry(path: Path, read: Callable[[BinaryIO, int], T]) -> T:
+    """``read(file, size)`` on ``path`` if it is a regular file: a link is not followed and a FIFO is not
+    waited on (opened without blocking, then refused), a folder is refused."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         descriptor = os.open(path, flags)
+    except IsADirectoryError:
+        raise NotARegularFile(str(path)) from None
     except OSError as error:
         if path.is_symlink():
             raise NotARegularFile(str(path)) from None
         raise error from None
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode):  # before fdopen, which refuses a folder with its own error
+        os.close(descriptor)
+        raise NotARegularFile(str(path))
     with os.fdopen(descriptor, "rb") as file:
-        status = os.fstat(file.fileno())
-        if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_ENTRY_BYTES:
-            raise NotARegularFile(str(path))
-        return file.read()
-
-
-def _fields(rest: bytes) -> tuple[bytes, bytes, bytes, bytes]:
-    stored_key, _, rest = rest.partition(b"\n")
-    digest, _, rest = rest.partition(b"\n")
-    seal, _, payload = rest.partition(b"\n")
-    return stored_key, digest, seal, payload
+        return read(file, status.st_size)
 
 
 def _temporaries(folder: Path) -> list[Path]:

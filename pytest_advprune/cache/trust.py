@@ -17,10 +17,12 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from pathlib import Path
 
 ENVIRONMENT_VARIABLE = "ADVPRUNE_CACHE_KEY"
 KEY_BYTES = 32
+MIN_SECRET_CHARACTERS = 16  # a shorter secret can be guessed: every entry could then be forged
 
 
 class CacheKeyError(Exception):
@@ -29,13 +31,27 @@ class CacheKeyError(Exception):
 
 def key_file() -> Path:
     """``$XDG_CONFIG_HOME/pytest-advprune/cache-key``, by default under ``~/.config``."""
-    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    config_home = os.environ.get("XDG_CONFIG_HOME")
+    if not config_home:
+        try:
+            config_home = str(Path.home() / ".config")
+        except RuntimeError:  # no HOME and a user without a home folder (a bare container)
+            raise CacheKeyError(
+                f"there is no home folder for its key file. Set {ENVIRONMENT_VARIABLE} to a secret of your own, "
+                "or XDG_CONFIG_HOME to a folder for the key file"
+            ) from None
     return Path(config_home) / "pytest-advprune" / "cache-key"
 
 
 def secret_from_environment() -> bytes | None:
     value = os.environ.get(ENVIRONMENT_VARIABLE, "")
-    return value.encode() if value else None
+    if value and len(value.strip()) < MIN_SECRET_CHARACTERS:
+        raise CacheKeyError(
+            f"{ENVIRONMENT_VARIABLE} holds {len(value.strip())} characters, too few to keep entries from being "
+            f"forged. Use at least {MIN_SECRET_CHARACTERS}, e.g. the output of "
+            "python -c 'import secrets; print(secrets.token_hex(32))'"
+        )
+    return value.strip().encode() if value else None
 
 
 def cache_secret() -> bytes:
@@ -81,7 +97,13 @@ def _read_or_make_key_file(path: Path) -> bytes:
 
 
 def _read_key(path: Path) -> bytes:
-    with open(path, "rb") as file:
+    # Without blocking, and only from a regular file: a FIFO would hang the run, /dev/zero give a key
+    # anyone can guess.
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise CacheKeyError(f"its key file {path} is not a regular file. Delete it: a new one is made on the next run")
+    with os.fdopen(descriptor, "rb") as file:
         key = file.read(1024).strip()
     if len(key) < KEY_BYTES:  # an empty or truncated file would make every entry easy to forge
         raise CacheKeyError(f"its key file {path} holds no usable key. Delete it: a new one is made on the next run")
