@@ -398,3 +398,19 @@ def test_an_empty_or_huge_shard_option_is_a_usage_error(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
+
+
+def test_a_fifo_or_an_oversized_file_is_refused_before_it_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    fifo = tmp_path / "shard-1.json"
+    os.mkfifo(fifo)  # reading it would wait for a writer forever
+    code, err = merge(capsys, tmp_path / "out.json", fifo)
+    assert code == 2 and "shard-1.json: not a regular file" in err
+    huge = tmp_path / "shard-2.json"
+    with open(huge, "wb") as file:
+        file.truncate(1 << 30)  # sparse: a gigabyte that takes no disk
+    code, err = merge(capsys, tmp_path / "out.json", huge)
+    assert code == 2 and "shard-2.json: 1,073,741,824 bytes, more than the" in err

@@ -18,6 +18,7 @@ import functools
 import itertools
 import json
 import math
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from pytest_advprune.scheduling import MAX_SHARDS
 
 LISTED = 10  # shard numbers a message lists before "and N more"
 MAX_DEPTH = 20  # levels of nesting: a report written by the plugin has about 6
+MAX_REPORT_BYTES = 256 << 20  # far above a report of the largest matrix allowed (advprune_max_cells)
 _SHOWN = 60  # characters of a value a message quotes
 GIVE = "Merge the .json files that --advprune-report=PATH.json wrote, as it wrote them."
 ONE_RUN = (
@@ -83,6 +85,13 @@ def read_report(path: Path) -> dict[str, Any]:
     """The report in ``path``, checked whole (see the module's docstring); a ``ReportError`` naming the
     file and the field otherwise."""
     try:
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):  # a FIFO would hang the command, a device never end
+            raise ReportError(f"{path}: not a regular file, so not a JSON report. {GIVE}")
+        if status.st_size > MAX_REPORT_BYTES:  # a shard's report of 10,000 cells is a few MB
+            raise ReportError(
+                f"{path}: {status.st_size:,} bytes, more than the {MAX_REPORT_BYTES:,} a report can be. {GIVE}"
+            )
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ReportError(f"{path}: cannot read it ({error.strerror or error}). {GIVE}") from None
