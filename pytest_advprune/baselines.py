@@ -7,11 +7,13 @@ indent, a final newline and rounded floats, so an unchanged cell rewrites the sa
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
 import math
 import os
 import re
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -178,7 +180,7 @@ class BaselineStore:
         """The baseline in ``path`` (``FileNotFoundError`` when there is none, ``BaselineFileError`` when it
         is unusable)."""
         try:
-            text = path.read_bytes().decode("utf-8")
+            text = _read_baseline_bytes(path).decode("utf-8")
         except FileNotFoundError:
             raise  # not "unusable": there is no file (load() makes that None)
         except OSError as error:
@@ -234,6 +236,32 @@ class BaselineStore:
             Path(temp).unlink(missing_ok=True)
             raise
         return "created" if old is None else "updated"
+
+
+MAX_BASELINE_BYTES = 64 << 20  # a baseline of 100,000 samples is about 1 MB
+
+
+def _read_baseline_bytes(path: Path) -> bytes:
+    """The bytes of a baseline file, if it is one: a regular file, not through a link (writes refuse links
+    too, so a link in a pull request cannot make the gate read a file elsewhere), not a FIFO (which would
+    hang the run) and of a baseline's size (``/dev/zero`` would fill memory)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as error:
+        if path.is_symlink():
+            raise OSError(
+                error.errno, "a symbolic link; a baseline is a regular file in the baselines folder"
+            ) from None
+        raise
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_BASELINE_BYTES:
+        os.close(descriptor)
+        if stat.S_ISDIR(status.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        what = "larger than a baseline can be" if stat.S_ISREG(status.st_mode) else "a FIFO or device"
+        raise OSError(0, f"{what}, not a baseline file")
+    with os.fdopen(descriptor, "rb") as file:
+        return file.read()
 
 
 def remove_stray_temp_files(path: Path) -> None:

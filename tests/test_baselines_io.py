@@ -523,3 +523,25 @@ def test_stray_temp_files_are_removed_but_a_live_writers_is_kept(tmp_path: Path)
     os.utime(old, (0, 0))  # far older than any write takes, whoever wrote it
     store.write(cell, data)
     assert not old.exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link", "huge"])
+def test_a_baseline_that_is_not_a_regular_file_is_unusable_without_being_read(tmp_path: Path, kind: str) -> None:
+    """A FIFO would hang the run, a link to /dev/zero fill memory, a link elsewhere read another file."""
+    import os
+
+    store, cell = BaselineStore(tmp_path), make_cell()
+    path = store.path_for(cell)
+    path.parent.mkdir(parents=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+        match = "a FIFO or device"
+    elif kind == "link":
+        path.symlink_to("/dev/zero")
+        match = "a symbolic link"
+    else:
+        with open(path, "wb") as file:
+            file.truncate(1 << 30)  # sparse
+        match = "larger than a baseline can be"
+    with pytest.raises(BaselineFileError, match=match):
+        store.load(cell)
