@@ -338,18 +338,23 @@ HOSTILE_NAMES = {  # mathtext that matplotlib cannot parse, and markup an SVG or
 }
 
 
-def hostile_records() -> list[dict[str, Any]]:
-    """The synthetic matrix under names and a string parameter made of mathtext, markup and backslashes."""
+def renamed_records(names: dict[str, str]) -> list[dict[str, Any]]:
+    """The synthetic matrix with its model, one pruning method, one attack and a string parameter renamed."""
     records = synthetic_records()
     for record in records:
         attack, pruning = record["provenance"]["attack"], record["provenance"]["pruning"]
-        attack["name"] = HOSTILE_NAMES["attack"] if attack["name"] == "pgd_linf" else attack["name"]
-        attack["mode"] = HOSTILE_NAMES["mode"]
-        pruning["method"] = HOSTILE_NAMES["method"] if pruning["method"] == "channel" else pruning["method"]
-        record["cell"]["model"] = HOSTILE_NAMES["model"]
+        attack["name"] = names["attack"] if attack["name"] == "pgd_linf" else attack["name"]
+        attack["mode"] = names["mode"]
+        pruning["method"] = names["method"] if pruning["method"] == "channel" else pruning["method"]
+        record["cell"]["model"] = names["model"]
         record["cell"]["pruning"] = f"{pruning['method']}_{format_value(pruning['amount'])}"
         record["cell"]["attack"] = f"{attack['name']}_{format_value(attack['eps'])}"
     return records
+
+
+def hostile_records() -> list[dict[str, Any]]:
+    """The synthetic matrix under names and a string parameter made of mathtext, markup and backslashes."""
+    return renamed_records(HOSTILE_NAMES)
 
 
 def test_names_with_mathtext_and_markup_are_drawn_literally(mpl: Any) -> None:
@@ -369,15 +374,7 @@ def test_long_names_are_shortened_in_the_drawing_only(mpl: Any) -> None:
     """Names of hundreds of characters would squeeze the axes to nothing (matplotlib warns and gives up
     the layout; under filterwarnings=error the report fails): the drawing shortens them, the data keeps them."""
     long = {"model": "m" * 300, "method": "p" * 300, "attack": "a" * 300, "mode": "x " * 2500}
-    records = synthetic_records()
-    for record in records:
-        attack, pruning = record["provenance"]["attack"], record["provenance"]["pruning"]
-        attack["name"] = long["attack"] if attack["name"] == "pgd_linf" else attack["name"]
-        attack["mode"] = long["mode"]
-        pruning["method"] = long["method"] if pruning["method"] == "channel" else pruning["method"]
-        record["cell"]["model"] = long["model"]
-        record["cell"]["pruning"] = f"{pruning['method']}_{format_value(pruning['amount'])}"
-        record["cell"]["attack"] = f"{attack['name']}_{format_value(attack['eps'])}"
+    records = renamed_records(long)
     figures = study_figures(points_from_baselines(records))  # no layout warning
     assert [figure.kind for figure in figures] == [SECURITY_CURVE, *[SPARSITY_CURVE] * 4, DIFFERENCE_HEATMAP]
     heatmap = figures[-1]
