@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("-o", "--output", type=Path, required=True, help="report.html, report.md or report.json")
     report.add_argument("--alpha", type=float, default=0.05, help="1 - the intervals' confidence (default 0.05)")
     report.add_argument(
-        "--study-only", action="store_true", help="Markdown: only the study's tables (pruned vs base), as in the README"
+        "--study-only", action="store_true", help="Markdown: only the study's tables, as in docs/results/study.md"
     )
     merge = commands.add_parser("merge-reports", help="merge the JSON reports of CI shards into one report")
     merge.add_argument("output", type=Path, help="the merged report: .json, .md or .html")
