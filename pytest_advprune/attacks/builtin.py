@@ -100,7 +100,8 @@ def mifgsm(model: nn.Module, eps: float, alpha: float, steps: int, decay: float)
 
 # APGD's defaults: 100 steps (the authors') and 4 restarts on the survivors come within 0.9 (L-inf) and 0.7
 # points (L2) of the stronger of PGD-100x5 and APGD-CE-100x5 on all 20 zoo variants; 3 restarts came within
-# 1.3 and 1.1, one start fell short by up to 4 points (benchmarks/attack_strength.py, table in the README).
+# 1.3 and 1.1, one start fell short by up to 4 points (benchmarks/attack_strength.py; the table is in
+# docs/results/attack-strength.md).
 def _apgd(model: nn.Module, norm: str, loss: str, eps: float, steps: int, random_start: bool) -> AttackCallable:
     from pytest_advprune.attacks.apgd import apgd
 

@@ -15,7 +15,7 @@ cross-checks against foolbox hold for both), with two departures:
 
 Random starts draw from the global generator, which ``craft`` seeds: L-inf U(-eps, eps) per pixel;
 L2 a uniform direction at radius eps * U(0, 1), as torchattacks does (foolbox starts uniformly in the
-ball instead; see the README).
+ball instead; see docs/reference/prunings-and-attacks.md).
 """
 
 from __future__ import annotations

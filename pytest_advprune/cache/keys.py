@@ -6,7 +6,7 @@ data and weights fingerprints, parameters and seeds, device, threads, torch and 
 these code fingerprints. A registered function's fingerprint covers its own text and the project code
 it reaches through global names, so editing one pruning function (or a helper only it uses) recomputes
 that pruning's entries and no other. What code cannot show (files a factory reads, an environment
-variable whose name is computed) is not in the key: see the README's Cache section.
+variable whose name is computed) is not in the key: see docs/explanation/cache.md.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ class CacheCounts:
         if self.rejected.get(FOREIGN_KEY):
             lines.append(
                 "cache: to share a cache between machines (a CI cache), set ADVPRUNE_CACHE_KEY to one secret on "
-                "all of them (see the README's Cache section)"
+                "all of them (see docs/explanation/cache.md)"
             )
         if self.stale_temporaries:
             lines.append(f"cache: removed {self.stale_temporaries} temporary files of writers that were killed")

@@ -285,7 +285,7 @@ class RunReport:
         if flagged:
             lines.append(
                 f"sanity flags on {_count(len(flagged), 'cell')} (signs of gradient masking or a broken attack; "
-                "see the README's Sanity flags):"
+                "see docs/explanation/sanity-flags.md):"
             )
             # A model's own flag (softmax outputs, zero gradients) repeats in every cell of it: print it once.
             cells_of: dict[str, list[str]] = {}
