@@ -37,7 +37,8 @@ from pytest_advprune.builtins import load_builtins
 from pytest_advprune.data import load_digits
 from pytest_advprune.matrix import DEFAULT_MODELS, DEFAULT_PRUNINGS
 from pytest_advprune.registry import ATTACKS, MODELS, AttackEntry, ModelEntry
-from pytest_advprune.specs import AttackSpec, derive_seed, parse_attack
+from pytest_advprune.seeds import derive_seed
+from pytest_advprune.specs import AttackSpec, parse_attack
 
 WARMUP_SAMPLES = 8
 SEED = 0  # the plugin's default --advprune-seed

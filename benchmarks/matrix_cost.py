@@ -43,8 +43,9 @@ from pytest_advprune.evaluation import correct_predictions
 from pytest_advprune.options import Settings, read_settings
 from pytest_advprune.pruning import PruningContext, prune_model
 from pytest_advprune.registry import MODELS
+from pytest_advprune.seeds import derive_seed
 from pytest_advprune.session import AdvPruneSession
-from pytest_advprune.specs import AttackSpec, CellSpec, PruningSpec, derive_seed
+from pytest_advprune.specs import AttackSpec, CellSpec, PruningSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = [sys.executable, "-m", "pytest", "suites/", "-q", "-p", "no:cacheprovider", "-m", "not advprune_timing"]

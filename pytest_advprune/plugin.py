@@ -309,7 +309,7 @@ def advprune_dataset(advprune_session: AdvPruneSession, advprune_cell: CellSpec)
 def adversarial_attack(advprune_session: AdvPruneSession, advprune_cell: CellSpec) -> AttackGenerator:
     """The cell's attack as a generator: ``adversarial_attack(model, images, labels)`` -> adversarial images."""
     from pytest_advprune.attacks import AttackGenerator
-    from pytest_advprune.specs import derive_seed
+    from pytest_advprune.seeds import derive_seed
 
     base = advprune_session.base_model(advprune_cell.model)
     seed = derive_seed(advprune_session.settings.seed, "fixture", advprune_cell.id)

@@ -21,7 +21,8 @@ from pytest_advprune.cache import DiskCache, code_fingerprint, module_classes_fi
 from pytest_advprune.cache.trust import cache_secret
 from pytest_advprune.errors import IntegrityError, SetupError
 from pytest_advprune.options import Settings
-from pytest_advprune.specs import AttackSpec, CellSpec, PruningSpec, derive_seed
+from pytest_advprune.seeds import derive_seed
+from pytest_advprune.specs import AttackSpec, CellSpec, PruningSpec
 
 if TYPE_CHECKING:
     import torch

@@ -13,7 +13,6 @@ sweeps in one line: their cartesian product).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 from collections.abc import Callable
@@ -349,9 +348,3 @@ def expand_attack(text: str) -> list[AttackSpec]:
         raise SpecError(f"{error} (in the sweep {line!r})") from None
     choices = [sweeps.get(index, [item]) for index, item in enumerate(items)]
     return [_expanded(line, parse_attack, f"{entry.name}:{','.join(combo)}") for combo in itertools.product(*choices)]
-
-
-def derive_seed(base_seed: int, *parts: str) -> int:
-    """A 31-bit seed from ``base_seed`` and names: independent of run order, process and hash seed."""
-    digest = hashlib.sha256("\x1f".join([str(base_seed), *parts]).encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFF_FFFF

@@ -23,13 +23,13 @@ from pytest_advprune.registry import (
     register_model,
     register_pruning,
 )
+from pytest_advprune.seeds import derive_seed
 from pytest_advprune.specs import (
     AttackSpec,
     CellSpec,
     PruningSpec,
     SpecError,
     VariantSpec,
-    derive_seed,
     format_value,
     parse_attack,
     parse_pruning,

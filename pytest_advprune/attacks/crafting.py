@@ -22,7 +22,8 @@ from pytest_advprune.errors import ThreatModelError
 from pytest_advprune.evaluation import PixelSpace, correct_predictions, denormalize, normalize
 from pytest_advprune.extras import missing_extra
 from pytest_advprune.registry import AttackCallable, AttackEntry, Normalization, ParamValue
-from pytest_advprune.specs import AttackSpec, derive_seed
+from pytest_advprune.seeds import derive_seed
+from pytest_advprune.specs import AttackSpec
 
 # The normalize / inverse-normalize round trip moves pixels by ~1e-7; an attack that exceeds its
 # threat model by more than this did so on purpose (or by a bug), not by rounding.

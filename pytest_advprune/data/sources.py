@@ -204,7 +204,7 @@ def _take_pair(name: str, split: str, images: Any, labels: Any, limit: int | Non
 
 def _subset(name: str, split: str, size: int, limit: int) -> np.ndarray[Any, Any]:
     """``limit`` indices of ``range(size)``: a seeded random choice, kept in source order."""
-    from pytest_advprune.specs import derive_seed
+    from pytest_advprune.seeds import derive_seed
 
     generator = torch.Generator().manual_seed(derive_seed(0, "limit", name, split))
     chosen: np.ndarray[Any, Any] = torch.randperm(size, generator=generator)[:limit].sort().values.numpy()
