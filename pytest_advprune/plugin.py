@@ -14,6 +14,7 @@ from pytest_advprune import options, paths
 from pytest_advprune.errors import CellError, SetupError
 from pytest_advprune.registry import ATTACKS, DATASETS, MODELS, PRUNINGS
 from pytest_advprune.reports.run import LATENCY_PROPERTY, VERDICT_PROPERTY, RunReport
+from pytest_advprune.seeds import derive_seed
 
 if TYPE_CHECKING:
     import torch
@@ -309,7 +310,6 @@ def advprune_dataset(advprune_session: AdvPruneSession, advprune_cell: CellSpec)
 def adversarial_attack(advprune_session: AdvPruneSession, advprune_cell: CellSpec) -> AttackGenerator:
     """The cell's attack as a generator: ``adversarial_attack(model, images, labels)`` -> adversarial images."""
     from pytest_advprune.attacks import AttackGenerator
-    from pytest_advprune.seeds import derive_seed
 
     base = advprune_session.base_model(advprune_cell.model)
     seed = derive_seed(advprune_session.settings.seed, "fixture", advprune_cell.id)

@@ -41,6 +41,7 @@ import torch
 from pytest_advprune import paths
 from pytest_advprune.data.dataset import Dataset, DatasetError, to_tensor, type_name
 from pytest_advprune.paths import PathLike
+from pytest_advprune.seeds import derive_seed
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -204,7 +205,6 @@ def _take_pair(name: str, split: str, images: Any, labels: Any, limit: int | Non
 
 def _subset(name: str, split: str, size: int, limit: int) -> np.ndarray[Any, Any]:
     """``limit`` indices of ``range(size)``: a seeded random choice, kept in source order."""
-    from pytest_advprune.seeds import derive_seed
 
     generator = torch.Generator().manual_seed(derive_seed(0, "limit", name, split))
     chosen: np.ndarray[Any, Any] = torch.randperm(size, generator=generator)[:limit].sort().values.numpy()
