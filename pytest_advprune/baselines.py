@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_advprune.errors import AdvPruneError
 from pytest_advprune.metrics import DIGITS, OUTCOME_NAMES, OUTCOME_OF_METRIC, percent
 from pytest_advprune.paths import written_by_live_process
 from pytest_advprune.specs import CellSpec
@@ -47,7 +48,7 @@ MAX_NAME_LENGTH = 150
 NAME_HASH_LENGTH = 16  # hex digits of SHA-256: 64 bits, far from a collision among a matrix's ids
 
 
-class BaselineFileError(ValueError):
+class BaselineFileError(AdvPruneError, ValueError):
     """A baseline file that cannot be used: unreadable, invalid JSON, wrong schema."""
 
     def __init__(self, path: Path, problem: str) -> None:

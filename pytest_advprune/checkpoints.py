@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_advprune import paths
+from pytest_advprune.errors import AdvPruneError
 
 if TYPE_CHECKING:
     from torch import nn
 
 
-class CheckpointError(ValueError):
+class CheckpointError(AdvPruneError, ValueError):
     """A checkpoint that cannot be loaded as asked."""
 
 

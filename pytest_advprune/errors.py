@@ -7,7 +7,12 @@ what to do about it; the plugin prints it as the cell's whole failure.
 from __future__ import annotations
 
 
-class CellError(Exception):
+class AdvPruneError(Exception):
+    """The base of every error the plugin raises with a message for the user (a bad option, spec, file,
+    registration or cell), so a caller can catch them all: ``except pytest_advprune.AdvPruneError``."""
+
+
+class CellError(AdvPruneError):
     """A cell that cannot be computed honestly."""
 
 

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pytest_advprune.errors import AdvPruneError
 from pytest_advprune.messages import describe_paired, field, format_number
 from pytest_advprune.metrics import ALL_METRIC_NAMES, OUTCOME_OF_METRIC, MetricValue
 from pytest_advprune.paired import PairedChange, paired_change
@@ -42,7 +43,7 @@ FLOORS_KEY = "advprune_floors"
 _FLOOR = re.compile(r"^\s*([A-Za-z_]+)\s*(>=|<=)\s*(\S+)\s*$")
 
 
-class InvariantError(ValueError):
+class InvariantError(AdvPruneError, ValueError):
     """An invariant line that cannot be parsed."""
 
 

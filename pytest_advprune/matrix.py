@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from pytest_advprune.errors import AdvPruneError
 from pytest_advprune.invariants import Invariants
 from pytest_advprune.options import Settings
 from pytest_advprune.registry import ATTACKS, DATASETS, MODELS, PRUNINGS, RegistryError
@@ -43,7 +44,7 @@ DEFAULT_PRUNINGS = ("l1_unstructured:0.5", "l1_filter:0.3", "channel:0.5")
 DEFAULT_ATTACKS = ("fgsm:0.1", "apgd_ce:0.1", "apgd_ce_l2:0.5", "mifgsm:0.1")
 
 
-class MatrixError(ValueError):
+class MatrixError(AdvPruneError, ValueError):
     """A matrix that cannot be built: unknown names, bad parameters."""
 
 

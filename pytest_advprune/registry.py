@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from pytest_advprune.errors import AdvPruneError
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -35,7 +37,7 @@ AttackFactory = Callable[..., AttackCallable]
 PruningFunction = Callable[["nn.Module", float, "PruningContext"], "nn.Module"]
 
 
-class RegistryError(ValueError):
+class RegistryError(AdvPruneError, ValueError):
     """A registration or a look-up that cannot be honoured (duplicate or unknown name)."""
 
 

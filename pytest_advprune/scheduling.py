@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_advprune.errors import AdvPruneError
+
 # xdist's --dist value that keeps tests of one ``xdist_group`` on one worker
 LOADGROUP = "loadgroup"
 
@@ -57,7 +59,7 @@ def model_group_scheduler(config: Any, log: Any, models: Sequence[str]) -> Any:
     return ModelGroupScheduling(config, log)
 
 
-class ShardError(ValueError):
+class ShardError(AdvPruneError, ValueError):
     """An ``--advprune-shard`` value that is not ``K/N``."""
 
 

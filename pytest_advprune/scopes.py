@@ -17,10 +17,12 @@ import fnmatch
 import re
 from dataclasses import dataclass
 
+from pytest_advprune.errors import AdvPruneError
+
 _FOR = re.compile(r"\s+for\s+")
 
 
-class ScopeError(ValueError):
+class ScopeError(AdvPruneError, ValueError):
     """A ``for ...`` clause that cannot be parsed."""
 
 

@@ -19,10 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from pytest_advprune.errors import AdvPruneError
 from pytest_advprune.registry import ATTACKS, PRUNINGS, AttackEntry, ParamValue, PruningEntry
 
 
-class SpecError(ValueError):
+class SpecError(AdvPruneError, ValueError):
     """A pruning or attack spec that cannot be parsed or validated."""
 
 

@@ -276,3 +276,24 @@ def test_torchattacks_is_an_extra_and_the_installed_metadata_is_current() -> Non
         str(requirement) for requirement in map(Requirement, metadata.requires(PROJECT) or []) if not requirement.marker
     }
     assert installed == declared, "the installed metadata is stale: pip install -e . again"
+
+
+def test_every_error_the_plugin_raises_for_users_has_one_base() -> None:
+    """``except pytest_advprune.AdvPruneError`` catches every error with a message for the user: each
+    ``...Error`` class defined in the package derives from it."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import pytest_advprune
+
+    errors = {}
+    for module_info in pkgutil.walk_packages(pytest_advprune.__path__, "pytest_advprune."):
+        if module_info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(module_info.name)
+        for name, value in vars(module).items():
+            if inspect.isclass(value) and name.endswith("Error") and value.__module__ == module.__name__:
+                errors[f"{module.__name__}.{name}"] = value
+    assert len(errors) >= 14
+    assert [name for name, cls in errors.items() if not issubclass(cls, pytest_advprune.AdvPruneError)] == []

@@ -20,12 +20,14 @@ import secrets
 import stat
 from pathlib import Path
 
+from pytest_advprune.errors import AdvPruneError
+
 ENVIRONMENT_VARIABLE = "ADVPRUNE_CACHE_KEY"
 KEY_BYTES = 32
 MIN_SECRET_CHARACTERS = 16  # a shorter secret can be guessed: every entry could then be forged
 
 
-class CacheKeyError(Exception):
+class CacheKeyError(AdvPruneError):
     """The key file cannot be read or made: the cache is off for the run."""
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pytest_advprune.errors import AdvPruneError
+
 if TYPE_CHECKING:
     from typing import TypeAlias
 
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     ArrayLike: TypeAlias = torch.Tensor | np.ndarray[Any, Any]
 
 
-class DatasetError(ValueError):
+class DatasetError(AdvPruneError, ValueError):
     """A dataset that cannot be used as given; the message says what is wrong and how to fix it."""
 
 

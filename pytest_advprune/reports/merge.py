@@ -23,6 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_advprune.errors import AdvPruneError
 from pytest_advprune.reports.document import FORMAT, SCHEMA_VERSION, build_document, load_schema
 from pytest_advprune.scheduling import MAX_SHARDS
 
@@ -37,7 +38,7 @@ ONE_RUN = (
 )
 
 
-class ReportError(ValueError):
+class ReportError(AdvPruneError, ValueError):
     """A report that cannot be read or merged: not a pytest-advprune JSON report, or in conflict."""
 
 
