@@ -207,20 +207,26 @@ class BaselineStore:
         return self.write_path(self.path_for(cell), data)
 
     def write_path(self, path: Path, data: dict[str, Any]) -> str:
-        if path.resolve().parent.parent.parent != self.root.resolve():
-            links = [part for part in (path, path.parent, path.parent.parent) if part.is_symlink()]
-            if links:  # a link in a pull request must not let an update write anywhere else
+        links = [part for part in (path, path.parent, path.parent.parent) if part.is_symlink()]
+        if links or path.resolve().parent.parent.parent != self.root.resolve():
+            # A link in a pull request must not let an update write anywhere else, not even into another
+            # model's folder inside baselines/ (the two would overwrite each other's files).
+            if links:
                 raise ValueError(
-                    f"{links[-1].name} is a symbolic link to {links[-1].resolve()}, outside the baselines folder; "
-                    "a baseline is never written through a link: replace the link with a folder or file"
+                    f"{links[-1].name} is a symbolic link to {links[-1].resolve()}; a baseline is never written "
+                    "through a link: replace the link with a folder or file"
                 )
             raise ValueError(f"{path} is not a <model>/<pruning>/<attack>.json path under {self.root}")
         content = dumps(data).encode("utf-8")
         remove_stray_temp_files(path)
-        try:
-            old: bytes | None = path.read_bytes()
+        try:  # as the gate reads it: a FIFO or device in its place is not waited on, only replaced
+            old: bytes | None = _read_baseline_bytes(path)
         except FileNotFoundError:
             old = None
+        except IsADirectoryError:
+            raise
+        except OSError:
+            old = b""  # not a baseline file: the write replaces it (os.replace swaps the directory entry)
         if old == content:
             return "unchanged"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -447,6 +447,23 @@ def cache_directory(config: pytest.Config) -> Path | None:
     return folder
 
 
+def baselines_folder(config: pytest.Config, given: str) -> Path:
+    """The baselines folder, resolved. One that cannot be (a symbolic link to itself) is a warning, not an
+    INTERNALERROR in every run: runs without cells pass, and cells find their baselines unreadable."""
+    folder = config.rootpath / given
+    try:
+        return folder.resolve()
+    except (OSError, RuntimeError) as error:
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(
+                f"advprune: the baselines folder {folder} (--advprune-baselines-dir / ini advprune_baselines_dir) "
+                f"cannot be resolved ({error}): make it a folder, or give another one."
+            ),
+            stacklevel=2,
+        )
+        return folder
+
+
 def _cache_off(config: pytest.Config, reason: str) -> Path | None:
     """Warn that the cache is off, and why; None, the cache folder of a run without a cache."""
     config.issue_config_time_warning(
@@ -544,7 +561,7 @@ def read_settings(config: pytest.Config) -> Settings:
         prune_baselines=prune,
         device=resolve_device(option("advprune_device") or "cpu"),
         update_baselines=update,
-        baselines_dir=(config.rootpath / baselines).resolve(),
+        baselines_dir=baselines_folder(config, baselines),
         model_patterns=parse_patterns(option("advprune_models")),
         pruning_patterns=parse_patterns(option("advprune_prunings")),
         attack_patterns=parse_patterns(option("advprune_attacks")),

@@ -521,3 +521,35 @@ def test_a_string_parameter_cannot_put_unsafe_characters_in_a_file_name(pytester
     assert main(["report", str(pytester.path / "baselines"), "-o", str(pytester.path / "stored.json")]) == 0
     stored = json.loads((pytester.path / "stored.json").read_text())
     assert list(stored["cells"]) == ['tiny-linear-l1_unstructured_0.5-tagged_0.1_mode"<b>/x"']
+
+
+def test_an_update_replaces_a_fifo_in_a_baselines_place_without_waiting_on_it(tiny_project: pytest.Pytester) -> None:
+    import os
+
+    tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
+    path = tiny_project.path / "baselines/tiny-linear/l1_unstructured_0.5/fgsm_0.1.json"
+    path.unlink()
+    os.mkfifo(path)  # reading it for the old content would wait for a writer forever
+    tiny_project.runpytest("--update-baselines").assert_outcomes(passed=4)
+    assert path.is_file() and json.loads(path.read_text())["cell"]["model"] == "tiny-linear"
+
+
+def test_a_model_folder_linked_to_another_models_folder_is_never_written(tiny_project: pytest.Pytester) -> None:
+    """Inside baselines/ too: two models sharing one folder through a link would overwrite each other."""
+    (tiny_project.path / "baselines/other").mkdir(parents=True)
+    (tiny_project.path / "baselines/tiny-linear").symlink_to("other", target_is_directory=True)
+    result = tiny_project.runpytest("--update-baselines")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*tiny-linear is a symbolic link to *other*never written through a link*"])
+    assert not any((tiny_project.path / "baselines/other").iterdir())
+
+
+def test_a_baselines_folder_that_is_a_link_loop_does_not_break_a_run_without_cells(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile("def test_plain():\n    assert True\n")
+    (pytester.path / "baselines").symlink_to(pytester.path / "baselines")
+    result = pytester.runpytest("-W", "default")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*the baselines folder * cannot be resolved*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()

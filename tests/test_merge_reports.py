@@ -414,3 +414,14 @@ def test_a_fifo_or_an_oversized_file_is_refused_before_it_is_read(
         file.truncate(1 << 30)  # sparse: a gigabyte that takes no disk
     code, err = merge(capsys, tmp_path / "out.json", huge)
     assert code == 2 and "shard-2.json: 1,073,741,824 bytes, more than the" in err
+
+
+def test_a_huge_float_metric_is_checked_against_the_schema_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At 2**53 and above ``value - 1 == value``: a bound the schema does not have must not be tested."""
+    document = a_report()
+    document["cells"]["m1-channel_0.5-fgsm_0.1"]["metrics"]["sparsity"] = 1e16
+    good = write(tmp_path / "shard-1.json", a_report(2, models=("m2",)))
+    code, _ = merge(capsys, tmp_path / "merged.json", good, write(tmp_path / "shard-2.json", document))
+    assert code in (0, 2)

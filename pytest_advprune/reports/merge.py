@@ -269,10 +269,11 @@ def _check(value: Any, schema: Mapping[str, Any], where: str) -> None:
         raise _Problem(f"{_field(where)} must be {_expected(schema)}, not {_shown(value)}.")
     if _is(value, "number"):
         for word, bound, outside in (
-            ("minimum", "at least", value < schema.get("minimum", value)),
-            ("maximum", "at most", value > schema.get("maximum", value)),
-            ("exclusiveMinimum", "above", value <= schema.get("exclusiveMinimum", value - 1)),
-            ("exclusiveMaximum", "below", value >= schema.get("exclusiveMaximum", value + 1)),
+            # Each test only where the schema has the bound (a float of 2**53 or more equals value - 1).
+            ("minimum", "at least", "minimum" in schema and value < schema["minimum"]),
+            ("maximum", "at most", "maximum" in schema and value > schema["maximum"]),
+            ("exclusiveMinimum", "above", "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]),
+            ("exclusiveMaximum", "below", "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]),
         ):
             if outside:
                 raise _Problem(f"{_field(where)} must be {bound} {schema[word]}, not {_shown(value)}.")
