@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_advprune.cache import DiskCache, code_fingerprint, module_classes_fingerprint
+from pytest_advprune.cache.keys import module_state_fingerprint
 from pytest_advprune.cache.trust import cache_secret
 from pytest_advprune.errors import IntegrityError, SetupError
 from pytest_advprune.options import Settings
@@ -489,6 +490,7 @@ class AdvPruneSession:
             "model": base.entry.name,
             "model_code": code_fingerprint(base.entry.factory),
             "model_classes": module_classes_fingerprint(base.module),
+            "model_state": module_state_fingerprint(base.module),
             "weights": base.weights_fingerprint,
             "normalization": base.entry.normalization,
         }

@@ -793,3 +793,19 @@ def test_a_model_a_read_could_not_give_back_is_not_cached() -> None:
     swapped_hook[0].register_forward_hook(lambda module, inputs, output: output if torch.is_grad_enabled() else None)
     assert module_to_bytes(numpy_attribute, base, torch.rand(3, 2), {}) is None
     assert module_to_bytes(swapped_hook, hooked_base, torch.rand(3, 2), {}) is None
+
+
+def test_a_models_non_persistent_buffers_and_attributes_are_in_its_state_fingerprint() -> None:
+    """Neither is in the state dict, and a forward may read both (a shift a factory reads from a file)."""
+    from pytest_advprune.cache.keys import module_state_fingerprint
+
+    def model(shift: float, scale: float) -> torch.nn.Module:
+        net = torch.nn.Sequential(torch.nn.Linear(2, 2))
+        net[0].register_buffer("shift", torch.tensor(shift), persistent=False)
+        net[0].scale = scale  # type: ignore[assignment]
+        return net
+
+    plain = module_state_fingerprint(model(1.0, 1.0))
+    assert module_state_fingerprint(model(1.0, 1.0)) == plain
+    assert module_state_fingerprint(model(0.2, 1.0)) != plain
+    assert module_state_fingerprint(model(1.0, 2.0)) != plain

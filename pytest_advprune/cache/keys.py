@@ -414,6 +414,24 @@ def _installation_roots() -> tuple[Path, ...]:
     return tuple(Path(root).resolve() for root in roots if root)
 
 
+def module_state_fingerprint(module: Any) -> str:
+    """What a model computes with besides its state dict: every buffer (non-persistent ones too) and each
+    submodule's plain attributes and tensor attributes (a ``shift`` its forward reads), by content."""
+    import torch
+
+    state = {
+        name: {
+            key: value
+            for key, value in vars(sub).items()
+            if not key.startswith("_")
+            and (isinstance(value, (bool, int, float, str, type(None), torch.Tensor)) or type(value) in (tuple, list))
+        }
+        for name, sub in module.named_modules()
+    }
+    buffers = dict(module.named_buffers())
+    return _sha(_value({"buffers": buffers, "attributes": state}, [], set()))
+
+
 def module_classes_fingerprint(module: Any) -> str:
     """The source of every class in ``module`` (its submodules included) that does not come from torch or
     torchvision: a changed ``forward`` changes what a model computes without changing its weights. Their
