@@ -13,7 +13,6 @@ import json
 import math
 import os
 import re
-import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_advprune.errors import AdvPruneError
 from pytest_advprune.metrics import DIGITS, OUTCOME_NAMES, OUTCOME_OF_METRIC, percent
-from pytest_advprune.paths import written_by_live_process
+from pytest_advprune.paths import NotARegularFile, open_regular_file, written_by_live_process
 from pytest_advprune.specs import CellSpec
 
 if TYPE_CHECKING:
@@ -253,21 +252,14 @@ def _read_baseline_bytes(path: Path) -> bytes:
     too, so a link in a pull request cannot make the gate read a file elsewhere), not a FIFO (which would
     hang the run) and of a baseline's size (``/dev/zero`` would fill memory)."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    except OSError as error:
-        if path.is_symlink():
-            raise OSError(
-                error.errno, "a symbolic link; a baseline is a regular file in the baselines folder"
-            ) from None
-        raise
-    status = os.fstat(descriptor)
-    if not stat.S_ISREG(status.st_mode) or status.st_size > MAX_BASELINE_BYTES:
-        os.close(descriptor)
-        if stat.S_ISDIR(status.st_mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-        what = "larger than a baseline can be" if stat.S_ISREG(status.st_mode) else "a FIFO or device"
-        raise OSError(0, f"{what}, not a baseline file")
-    with os.fdopen(descriptor, "rb") as file:
+        file, size = open_regular_file(path)
+    except NotARegularFile as error:
+        if error.what == "a folder":
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)) from None
+        raise OSError(0, f"{error.what}; a baseline is a regular file of its own") from None
+    with file:
+        if size > MAX_BASELINE_BYTES:
+            raise OSError(0, "larger than a baseline can be, not a baseline file")
         return file.read()
 
 

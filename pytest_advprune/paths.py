@@ -9,8 +9,10 @@ working directory.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 PathLike = str | os.PathLike[str]
 
@@ -65,3 +67,32 @@ def written_by_live_process(temp: Path, pid_text: str) -> bool:
     except PermissionError:
         return True  # it exists, under another user
     return True
+
+
+class NotARegularFile(OSError):
+    """A link, folder, FIFO or device where a regular file belongs; ``what`` says which, for messages."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        super().__init__(0, what, str(path))
+        self.what = what
+
+
+def open_regular_file(path: Path, *, follow_links: bool = False) -> tuple[BinaryIO, int]:
+    """``path`` open for reading, and its size, if it is a regular file. A link is not followed (unless
+    ``follow_links``) and a FIFO is not waited on: it is opened without blocking, then refused, as are
+    folders and devices (``/dev/zero`` would never end). ``FileNotFoundError`` passes through."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow_links else getattr(os, "O_NOFOLLOW", 0))
+    try:
+        descriptor = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        if not follow_links and path.is_symlink():
+            raise NotARegularFile(path, "a symbolic link") from None
+        raise
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):  # checked before fdopen, which refuses a folder with an error of its own
+        os.close(descriptor)
+        raise NotARegularFile(path, "a folder" if stat.S_ISDIR(mode) else "a FIFO or device")
+    file = os.fdopen(descriptor, "rb")
+    return file, os.fstat(descriptor).st_size

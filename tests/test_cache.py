@@ -752,7 +752,7 @@ def test_a_key_that_cannot_be_used_is_one_clear_error(
     if problem == "fifo":  # opening it for reading would wait forever
         (tmp_path / "pytest-advprune").mkdir()
         os.mkfifo(tmp_path / "pytest-advprune" / "cache-key")
-        match = "not a regular file"
+        match = "is a FIFO or device"
     elif problem == "short-secret":
         monkeypatch.setenv("ADVPRUNE_CACHE_KEY", "hunter2")
         match = "ADVPRUNE_CACHE_KEY holds 7 characters"

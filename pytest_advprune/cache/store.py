@@ -23,13 +23,12 @@ import hmac
 import json
 import os
 import secrets
-import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from pytest_advprune.paths import written_by_live_process
+from pytest_advprune.paths import NotARegularFile, open_regular_file, written_by_live_process
 
 T = TypeVar("T")
 
@@ -234,28 +233,11 @@ class DiskCache:
         return payload, ""
 
 
-class NotARegularFile(OSError):
-    pass
-
-
 def _read_entry(path: Path, read: Callable[[BinaryIO, int], T]) -> T:
-    """``read(file, size)`` on ``path`` if it is a regular file: a link is not followed and a FIFO is not
-    waited on (opened without blocking, then refused), a folder is refused."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        descriptor = os.open(path, flags)
-    except IsADirectoryError:
-        raise NotARegularFile(str(path)) from None
-    except OSError as error:
-        if path.is_symlink():
-            raise NotARegularFile(str(path)) from None
-        raise error from None
-    status = os.fstat(descriptor)
-    if not stat.S_ISREG(status.st_mode):  # before fdopen, which refuses a folder with its own error
-        os.close(descriptor)
-        raise NotARegularFile(str(path))
-    with os.fdopen(descriptor, "rb") as file:
-        return read(file, status.st_size)
+    """``read(file, size)`` on ``path`` if it is a regular file (``paths.open_regular_file``)."""
+    file, size = open_regular_file(path)
+    with file:
+        return read(file, size)
 
 
 def _temporaries(folder: Path) -> list[Path]:

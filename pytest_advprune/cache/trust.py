@@ -17,10 +17,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import stat
 from pathlib import Path
 
 from pytest_advprune.errors import AdvPruneError
+from pytest_advprune.paths import NotARegularFile, open_regular_file
 
 ENVIRONMENT_VARIABLE = "ADVPRUNE_CACHE_KEY"
 KEY_BYTES = 32
@@ -101,11 +101,13 @@ def _read_or_make_key_file(path: Path) -> bytes:
 def _read_key(path: Path) -> bytes:
     # Without blocking, and only from a regular file: a FIFO would hang the run, /dev/zero give a key
     # anyone can guess.
-    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        os.close(descriptor)
-        raise CacheKeyError(f"its key file {path} is not a regular file. Delete it: a new one is made on the next run")
-    with os.fdopen(descriptor, "rb") as file:
+    try:
+        file, _ = open_regular_file(path, follow_links=True)  # a linked dotfile is fine
+    except NotARegularFile as error:
+        raise CacheKeyError(
+            f"its key file {path} is {error.what}. Delete it: a new one is made on the next run"
+        ) from None
+    with file:
         key = file.read(1024).strip()
     if len(key) < KEY_BYTES:  # an empty or truncated file would make every entry easy to forge
         raise CacheKeyError(f"its key file {path} holds no usable key. Delete it: a new one is made on the next run")
